@@ -1,0 +1,183 @@
+"""Per-execution log capture: the ``LogRecordProcessor`` and the log it fills.
+
+A record belongs to the execution whose :class:`ExecutionLog` is bound in the
+OpenTelemetry context the record was emitted in, under this processor's own
+context key. Correlation is by context, not by trace id: two executions that
+continue the same caller trace still get separate logs, and records from
+outside any execution (no log bound) are left to the exporters alone.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from opentelemetry.context import Context, create_key, set_value
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
+
+from otel_flash._internal import internal_logger
+from otel_flash.buffer import BoundedLines
+from otel_flash.render import cut_line, omitted_marker, utf8_size
+
+LineSubscriber = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedLog:
+    """What one execution logged, as kept within the bounds."""
+
+    head: tuple[str, ...]
+    tail: tuple[str, ...]
+    total_lines: int
+    omitted_lines: int
+    omitted_bytes: int
+
+    @property
+    def kept(self) -> int:
+        """Number of lines kept."""
+        return len(self.head) + len(self.tail)
+
+    def lines(self) -> list[str]:
+        """The kept lines, with one marker line where lines were dropped."""
+        if not self.omitted_lines:
+            return [*self.head, *self.tail]
+        return [*self.head, omitted_marker(self.omitted_lines, self.omitted_bytes), *self.tail]
+
+
+class ExecutionLog:
+    """The bounded, thread-safe log of one execution, with live subscribers.
+
+    Also assembles partial ``print`` output per stream into whole lines.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_cut_bytes",
+        "_lines",
+        "_lock",
+        "_max_line_bytes",
+        "_partial",
+        "_subscribers",
+        "_total",
+    )
+
+    def __init__(self, max_lines: int, max_bytes: int, max_line_bytes: int) -> None:
+        self._lock = threading.Lock()
+        self._lines = BoundedLines(max_lines, max_bytes)
+        self._max_line_bytes = max(1, min(max_line_bytes, max_bytes // 2))
+        self._subscribers: list[LineSubscriber] = []
+        self._partial: dict[str, str] = {}
+        self._closed = False
+        self._total = 0
+        self._cut_bytes = 0
+
+    @property
+    def closed(self) -> bool:
+        """True once the execution has ended; later lines are not captured."""
+        return self._closed
+
+    def subscribe(self, subscriber: LineSubscriber) -> None:
+        """Call ``subscriber`` with every line appended from now on, in order."""
+        with self._lock:
+            self._subscribers.append(subscriber)
+
+    def append(self, line: str) -> None:
+        """Add one rendered line (cut if over the single-line bound)."""
+        line, cut = cut_line(line, self._max_line_bytes)
+        size = utf8_size(line) + 1
+        with self._lock:
+            if self._closed:
+                return
+            self._total += 1
+            self._cut_bytes += cut
+            self._lines.append(line, size)
+            for subscriber in self._subscribers:
+                _notify(subscriber, line)
+
+    def feed(self, stream: str, text: str) -> list[str]:
+        """Add written ``text`` to ``stream``'s partial line; return the lines it completes.
+
+        A partial line longer than the single-line bound is returned as a line of its own.
+        """
+        with self._lock:
+            pending = self._partial.get(stream, "") + text
+            *complete, rest = pending.split("\n")
+            if len(rest) > self._max_line_bytes:
+                complete.append(rest)
+                rest = ""
+            self._partial[stream] = rest
+            return complete
+
+    def drain(self) -> list[tuple[str, str]]:
+        """Partial last lines per stream, so that none is lost at the end."""
+        with self._lock:
+            rest = [(stream, text) for stream, text in self._partial.items() if text]
+            self._partial.clear()
+            return rest
+
+    def close(self) -> CapturedLog:
+        """End capture and return what was kept."""
+        with self._lock:
+            self._closed = True
+            self._subscribers.clear()
+            lines = self._lines
+            return CapturedLog(
+                head=tuple(lines.head()),
+                tail=tuple(lines.tail()),
+                total_lines=self._total,
+                omitted_lines=lines.omitted_lines,
+                omitted_bytes=lines.omitted_bytes + self._cut_bytes,
+            )
+
+
+def _notify(subscriber: LineSubscriber, line: str) -> None:
+    try:
+        subscriber(line)
+    except Exception:
+        internal_logger().exception("a log line subscriber failed; it keeps receiving lines")
+
+
+class CaptureProcessor(LogRecordProcessor):
+    """Routes each record to the :class:`ExecutionLog` bound in its context.
+
+    Never raises into the emitting code: a failure is reported on ``flash.internal``,
+    which does not propagate back into the logging bridge.
+    """
+
+    def __init__(self, render: Callable[[ReadWriteLogRecord], str]) -> None:
+        self._render = render
+        self._key = create_key("flash.execution_log")
+        self._active = True
+
+    def bind(self, log: ExecutionLog, context: Context | None = None) -> Context:
+        """A context in which records are captured into ``log``."""
+        return set_value(self._key, log, context)
+
+    def current(self, context: Context | None = None) -> ExecutionLog | None:
+        """The log bound in ``context`` (default: the current one), if any."""
+        from opentelemetry.context import get_value
+
+        log = get_value(self._key, context)
+        return log if isinstance(log, ExecutionLog) else None
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        """Render the record into its execution's log, if it has one."""
+        context = log_record.log_record.context
+        if not context or not self._active:
+            return
+        log = context.get(self._key)
+        if not isinstance(log, ExecutionLog):
+            return
+        try:
+            log.append(self._render(log_record))
+        except Exception:
+            internal_logger().exception("could not capture a log record")
+
+    def shutdown(self) -> None:
+        """Stop capturing."""
+        self._active = False
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing is buffered beyond the execution logs themselves."""
+        return True

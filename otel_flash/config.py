@@ -1,0 +1,147 @@
+"""The one frozen settings object, and the only place the environment is read."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+from otel_flash.exceptions import ConfigError
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+Installer = Literal["auto", "uv", "pip"]
+_LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True, slots=True)
+class FlashConfig:
+    """Settings of one executor.
+
+    Precedence is argument, then environment (only through :meth:`from_env`),
+    then the defaults below.
+
+    Attributes:
+        log_level: lowest level captured into stdout (``LOG_LEVEL``). At ``DEBUG``
+            lines also show logger name and ``file:line``.
+        max_log_lines: lines kept per execution (``FLASH_MAX_LOG_LINES``).
+        max_log_bytes: bytes kept per execution (``FLASH_MAX_LOG_BYTES``).
+        max_line_bytes: a longer single line is cut (``FLASH_MAX_LINE_BYTES``).
+        max_instances: class instances kept; least recently used are evicted
+            (``FLASH_MAX_INSTANCES``).
+        max_workers: threads that run sync code for :meth:`RemoteExecutor.execute`
+            (``FLASH_MAX_WORKERS``).
+        service_name: ``service.name`` of the executor's own resource (``OTEL_SERVICE_NAME``).
+        resource_attributes: extra resource attributes (``OTEL_RESOURCE_ATTRIBUTES``).
+        capture_stdio: route ``print``/``sys.stderr`` of user code into stdout.
+        propagate_threads: carry the execution context into threads the user starts.
+        installer: ``uv``, ``pip`` or ``auto`` (uv when available) (``FLASH_INSTALLER``).
+        install_timeout_s: installer time limit (``FLASH_INSTALL_TIMEOUT_S``).
+        install_target: install Python packages into this directory instead of the
+            running interpreter (``FLASH_INSTALL_TARGET``).
+        workspace_path: persistent workspace directory; a fresh temporary one per
+            execution when unset (``FLASH_WORKSPACE``).
+    """
+
+    log_level: LogLevel = "INFO"
+    max_log_lines: int = 1000
+    max_log_bytes: int = 1 << 20
+    max_line_bytes: int = 64 << 10
+    max_instances: int = 64
+    max_workers: int = 32
+    service_name: str = "otel-flash"
+    resource_attributes: Mapping[str, str] = field(default_factory=dict)
+    capture_stdio: bool = True
+    propagate_threads: bool = True
+    installer: Installer = "auto"
+    install_timeout_s: float = 300.0
+    install_target: str | None = None
+    workspace_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.log_level not in _LEVELS:
+            msg = f"log_level must be one of {', '.join(_LEVELS)}, got {self.log_level!r}"
+            raise ConfigError(msg)
+        for name in ("max_log_lines", "max_log_bytes", "max_line_bytes", "max_instances", "max_workers"):
+            if getattr(self, name) < 1:
+                msg = f"{name} must be at least 1, got {getattr(self, name)!r}"
+                raise ConfigError(msg)
+        if self.installer not in ("auto", "uv", "pip"):
+            msg = f"installer must be 'auto', 'uv' or 'pip', got {self.installer!r}"
+            raise ConfigError(msg)
+        if self.install_timeout_s <= 0:
+            msg = f"install_timeout_s must be positive, got {self.install_timeout_s!r}"
+            raise ConfigError(msg)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> FlashConfig:
+        """Build a config from environment variables; keyword arguments win.
+
+        Raises:
+            ConfigError: a variable or argument has an invalid value.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, (variable, parse) in _ENV.items():
+            raw = env.get(variable)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                values[name] = parse(raw.strip())
+            except ValueError as exc:
+                msg = f"{variable}={raw!r} is invalid: {exc}"
+                raise ConfigError(msg) from exc
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> FlashConfig:
+        """Return a copy with ``changes`` applied (validated again)."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            msg = f"unknown FlashConfig field(s): {', '.join(sorted(unknown))}"
+            raise ConfigError(msg)
+        return replace(self, **changes)
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    msg = "expected true or false"
+    raise ValueError(msg)
+
+
+def _parse_attributes(raw: str) -> dict[str, str]:
+    """Parse ``key=value,key2=value2`` as OTEL_RESOURCE_ATTRIBUTES does."""
+    from urllib.parse import unquote
+
+    result: dict[str, str] = {}
+    for pair in raw.split(","):
+        if not pair.strip():
+            continue
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            msg = f"expected key=value, got {pair!r}"
+            raise ValueError(msg)
+        result[unquote(key.strip())] = unquote(value.strip())
+    return result
+
+
+_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "log_level": ("LOG_LEVEL", str.upper),
+    "max_log_lines": ("FLASH_MAX_LOG_LINES", int),
+    "max_log_bytes": ("FLASH_MAX_LOG_BYTES", int),
+    "max_line_bytes": ("FLASH_MAX_LINE_BYTES", int),
+    "max_instances": ("FLASH_MAX_INSTANCES", int),
+    "max_workers": ("FLASH_MAX_WORKERS", int),
+    "service_name": ("OTEL_SERVICE_NAME", str),
+    "resource_attributes": ("OTEL_RESOURCE_ATTRIBUTES", _parse_attributes),
+    "capture_stdio": ("FLASH_CAPTURE_STDIO", _parse_bool),
+    "propagate_threads": ("FLASH_PROPAGATE_THREADS", _parse_bool),
+    "installer": ("FLASH_INSTALLER", str.lower),
+    "install_timeout_s": ("FLASH_INSTALL_TIMEOUT_S", float),
+    "install_target": ("FLASH_INSTALL_TARGET", str),
+    "workspace_path": ("FLASH_WORKSPACE", str),
+}

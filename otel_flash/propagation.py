@@ -1,0 +1,35 @@
+"""W3C trace context across the wire: a request's ``trace_context`` carrier in."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from opentelemetry import trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.context import Context
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+_log = logging.getLogger("flash.propagation")
+_PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+
+
+def extract_context(carrier: Mapping[str, str] | None) -> Context | None:
+    """The caller's context from a W3C carrier, or None.
+
+    A malformed ``traceparent`` is ignored with a warning (the execution then
+    starts a new trace); it is never an error.
+    """
+    if not carrier:
+        return None
+    clean = {str(key).lower(): value for key, value in carrier.items() if isinstance(value, str)}
+    context = _PROPAGATOR.extract(clean)
+    if "traceparent" in clean and not trace.get_current_span(context).get_span_context().is_valid:
+        _log.warning("ignoring malformed trace_context traceparent %r", clean["traceparent"][:80])
+    return context
+
+
+def format_trace_id(span: trace.Span) -> str:
+    """32 lowercase hex digits of ``span``'s trace id."""
+    return trace.format_trace_id(span.get_span_context().trace_id)

@@ -1,0 +1,120 @@
+"""The wire protocol: ``FunctionRequest`` in, ``FunctionResponse`` out.
+
+Field for field compatible with RunPod's runpod-flash client: a request that
+client sends (``model_dump(exclude_none=True)``, optionally wrapped as
+``{"input": {...}}``) is accepted as is. ``trace_context`` and ``trace_id`` are
+our additions; old clients ignore them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from otel_flash.exceptions import RequestError
+
+ExecutionType = Literal["function", "class"]
+SerializationFormat = Literal["cloudpickle", "json"]
+
+
+class FunctionRequest(BaseModel):
+    """One remote call: code, arguments and what it needs installed.
+
+    With ``serialization_format="cloudpickle"`` (the default) every entry of
+    ``args``, ``kwargs``, ``constructor_args`` and ``constructor_kwargs`` is
+    ``base64(cloudpickle.dumps(value))``; with ``"json"`` they are plain JSON values.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    function_name: str | None = None
+    function_code: str | None = None
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    dependencies: list[str] | None = None
+    system_dependencies: list[str] | None = None
+    execution_type: ExecutionType = "function"
+    class_name: str | None = None
+    class_code: str | None = None
+    constructor_args: list[Any] | None = None
+    constructor_kwargs: dict[str, Any] | None = None
+    method_name: str = "__call__"
+    instance_id: str | None = None
+    create_new_instance: bool = True
+    accelerate_downloads: bool = True
+    serialization_format: SerializationFormat = "cloudpickle"
+    trace_context: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _check_target(self) -> FunctionRequest:
+        if self.execution_type == "function":
+            _require(self.function_name, "function_name", "execution_type 'function'")
+            _require(self.function_code, "function_code", "execution_type 'function'")
+        else:
+            _require(self.class_name, "class_name", "execution_type 'class'")
+            _require(self.class_code, "class_code", "execution_type 'class'")
+        return self
+
+
+class FunctionResponse(BaseModel):
+    """The answer to one request.
+
+    ``stdout`` holds every captured line of that one execution, bounded, ending
+    with a ``REPORT`` summary line. ``result`` carries a cloudpickle result
+    (base64), ``json_result`` a JSON one. ``trace_id`` names the execution's trace.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    success: bool
+    result: str | None = None
+    json_result: Any = None
+    error: str | None = None
+    stdout: str | None = None
+    instance_id: str | None = None
+    instance_info: dict[str, Any] | None = None
+    trace_id: str | None = None
+
+
+def _require(value: str | None, name: str, context: str) -> None:
+    if value is None or not value.strip():
+        msg = f"'{name}' is required for {context}"
+        raise ValueError(msg)
+
+
+def parse_request(payload: FunctionRequest | Mapping[str, Any]) -> FunctionRequest:
+    """Validate a request given as a model, a plain dict, or RunPod's ``{"input": {...}}``.
+
+    Raises:
+        RequestError: the payload is not a valid request; the message names each bad field.
+    """
+    if isinstance(payload, FunctionRequest):
+        return payload
+    if not isinstance(payload, Mapping):
+        msg = f"request must be a JSON object, got {type(payload).__name__}"
+        raise RequestError(msg)
+    body = unwrap_envelope(payload)
+    try:
+        return FunctionRequest.model_validate(body)
+    except ValidationError as exc:
+        raise RequestError(describe_validation_error(exc)) from exc
+
+
+def unwrap_envelope(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return the request inside RunPod's ``{"input": {...}}`` envelope, or the payload itself."""
+    inner = payload.get("input")
+    if isinstance(inner, Mapping) and not ({"function_name", "class_name"} & payload.keys()):
+        return inner
+    return payload
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One readable sentence per problem, each naming its field."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "request"
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if error["loc"] else message)
+    return "invalid request: " + "; ".join(problems)

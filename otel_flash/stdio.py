@@ -1,0 +1,117 @@
+"""Per-execution capture of ``sys.stdout`` / ``sys.stderr`` without redirecting the process.
+
+:class:`StreamRouter` replaces the process streams once. A write made where an
+execution's log is bound in the current OpenTelemetry context becomes, line by
+line, an OTel log record (attribute ``log.iostream``) that the capture processor
+renders verbatim and the exporters see; any other write passes through untouched.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any, Literal, TextIO
+
+from opentelemetry._logs import Logger, LogRecord, SeverityNumber
+
+from otel_flash.capture import ExecutionLog
+from otel_flash.render import IOSTREAM_ATTRIBUTE
+
+StreamName = Literal["stdout", "stderr"]
+_SEVERITY: dict[str, tuple[SeverityNumber, str]] = {
+    "stdout": (SeverityNumber.INFO, "INFO"),
+    "stderr": (SeverityNumber.WARN, "WARN"),
+}
+# Set while a captured line is being emitted: an exporter that prints must not loop back.
+_emitting: ContextVar[bool] = ContextVar("flash_stdio_emitting", default=False)
+
+
+def emit_stream_line(logger: Logger, stream: str, line: str) -> None:
+    """Emit one captured output line as an OTel log record in the current context."""
+    token = _emitting.set(True)
+    try:
+        number, text = _SEVERITY[stream]
+        logger.emit(
+            LogRecord(
+                timestamp=time.time_ns(),
+                severity_number=number,
+                severity_text=text,
+                body=line,
+                attributes={IOSTREAM_ATTRIBUTE: stream},
+            )
+        )
+    finally:
+        _emitting.reset(token)
+
+
+class StreamRouter(io.TextIOBase):
+    """A text stream that sends writes of executions to their logs, others to ``original``."""
+
+    def __init__(
+        self,
+        original: TextIO,
+        stream: StreamName,
+        current_log: Callable[[], ExecutionLog | None],
+        logger: Logger,
+    ) -> None:
+        super().__init__()
+        self.original = original
+        self._stream = stream
+        self._current_log = current_log
+        self._logger = logger
+
+    def write(self, text: str) -> int:
+        """Capture ``text`` for the current execution, or pass it through."""
+        log = None if _emitting.get() else self._current_log()
+        if log is None or log.closed:
+            return self.original.write(text)
+        if not isinstance(text, str):
+            msg = f"write() argument must be str, not {type(text).__name__}"
+            raise TypeError(msg)
+        for line in log.feed(self._stream, text):
+            emit_stream_line(self._logger, self._stream, line)
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush the original stream (captured lines need no flushing)."""
+        self.original.flush()
+
+    def writable(self) -> bool:
+        """Always writable."""
+        return True
+
+    def isatty(self) -> bool:
+        """Never a terminal while routed: progress bars fall back to plain lines."""
+        return False
+
+    def fileno(self) -> int:
+        """The original stream's descriptor (fd-level writes are not captured in-process)."""
+        return self.original.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]  # TextIOBase declares it read-only
+        """The original stream's encoding."""
+        return getattr(self.original, "encoding", "utf-8") or "utf-8"
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.original, name)
+
+
+class StdioRouting:
+    """Installs routers on ``sys.stdout`` and ``sys.stderr`` and puts the originals back."""
+
+    def __init__(self, current_log: Callable[[], ExecutionLog | None], logger: Logger) -> None:
+        self._stdout = StreamRouter(sys.stdout, "stdout", current_log, logger)
+        self._stderr = StreamRouter(sys.stderr, "stderr", current_log, logger)
+        sys.stdout = self._stdout
+        sys.stderr = self._stderr
+
+    def uninstall(self) -> None:
+        """Restore the streams this routing replaced, where nobody replaced them since."""
+        if sys.stdout is self._stdout:
+            sys.stdout = self._stdout.original
+        if sys.stderr is self._stderr:
+            sys.stderr = self._stderr.original
