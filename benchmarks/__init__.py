@@ -1,0 +1,1 @@
+"""Benchmarks: each ``bench_*.py`` module's ``main()`` prints ratios measured side by side."""
