@@ -18,7 +18,7 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
 from otel_flash._internal import internal_logger
 from otel_flash.buffer import BoundedLines
-from otel_flash.render import cut_line, omitted_marker, utf8_size
+from otel_flash.render import IOSTREAM_ATTRIBUTE, cut_line, mark_cut, omitted_marker, truncate, utf8_size
 
 LineSubscriber = Callable[[str], None]
 
@@ -67,7 +67,7 @@ class ExecutionLog:
         self._lines = BoundedLines(max_lines, max_bytes)
         self._max_line_bytes = max(1, min(max_line_bytes, max_bytes // 2))
         self._subscribers: list[LineSubscriber] = []
-        self._partial: dict[str, str] = {}
+        self._partial: dict[str, tuple[str, int]] = {}
         self._closed = False
         self._total = 0
         self._cut_bytes = 0
@@ -82,9 +82,11 @@ class ExecutionLog:
         with self._lock:
             self._subscribers.append(subscriber)
 
-    def append(self, line: str) -> None:
-        """Add one rendered line (cut if over the single-line bound)."""
-        line, cut = cut_line(line, self._max_line_bytes)
+    def append(self, line: str, *, bounded: bool = False) -> None:
+        """Add one rendered line, cut if over the single-line bound (unless ``bounded`` already)."""
+        cut = 0
+        if not bounded:
+            line, cut = cut_line(line, self._max_line_bytes)
         size = utf8_size(line) + 1
         with self._lock:
             if self._closed:
@@ -98,21 +100,39 @@ class ExecutionLog:
     def feed(self, stream: str, text: str) -> list[str]:
         """Add written ``text`` to ``stream``'s partial line; return the lines it completes.
 
-        A partial line longer than the single-line bound is returned as a line of its own.
+        Lines come back already cut to the single-line bound (with a marker), and a
+        partial line never holds more than that bound, however much is written.
         """
+        limit = self._max_line_bytes
         with self._lock:
-            pending = self._partial.get(stream, "") + text
-            *complete, rest = pending.split("\n")
-            if len(rest) > self._max_line_bytes:
-                complete.append(rest)
-                rest = ""
-            self._partial[stream] = rest
-            return complete
+            pending, dropped = self._partial.get(stream, ("", 0))
+            pieces = text.split("\n")
+            pending += pieces[0]
+            lines: list[str] = []
+            if len(pieces) > 1:
+                lines.append(self._finish_line(pending, dropped))
+                lines.extend(self._finish_line(piece, 0) for piece in pieces[1:-1])
+                pending, dropped = pieces[-1], 0
+            if len(pending) > limit:  # keep one char more than fits, so the line is cut and marked
+                dropped += utf8_size(pending[limit + 1 :])
+                pending = pending[: limit + 1]
+            self._partial[stream] = (pending, dropped)
+            return lines
+
+    def _finish_line(self, text: str, dropped: int) -> str:
+        kept, cut = truncate(text, self._max_line_bytes)
+        cut += dropped
+        self._cut_bytes += cut
+        return mark_cut(kept, cut) if cut else kept
 
     def drain(self) -> list[tuple[str, str]]:
         """Partial last lines per stream, so that none is lost at the end."""
         with self._lock:
-            rest = [(stream, text) for stream, text in self._partial.items() if text]
+            rest = [
+                (stream, self._finish_line(text, dropped))
+                for stream, (text, dropped) in self._partial.items()
+                if text
+            ]
             self._partial.clear()
             return rest
 
@@ -170,7 +190,8 @@ class CaptureProcessor(LogRecordProcessor):
         if not isinstance(log, ExecutionLog):
             return
         try:
-            log.append(self._render(log_record))
+            bounded = IOSTREAM_ATTRIBUTE in (log_record.log_record.attributes or {})
+            log.append(self._render(log_record), bounded=bounded)
         except Exception:
             internal_logger().exception("could not capture a log record")
 

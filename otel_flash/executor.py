@@ -118,13 +118,19 @@ class RemoteExecutor:
         return self._instances
 
     def execute_sync(
-        self, request: RequestLike, *, on_line: LineSubscriber | None = None
+        self,
+        request: RequestLike,
+        *,
+        on_line: LineSubscriber | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> FunctionResponse:
         """Run ``request`` in the calling thread and return its response; never raises for bad input.
 
-        ``on_line`` receives each captured line as it is emitted.
+        ``on_line`` receives each captured line as it is emitted, from the emitting thread
+        and under the log's lock: it must be quick and must not log or print.
+        ``attributes`` (a job id, say) are set on the ``flash.execute`` span.
         """
-        steps = self._run(request, on_line)
+        steps = self._run(request, on_line, attributes)
         value: Any = None
         error: BaseException | None = None
         while True:
@@ -136,10 +142,17 @@ class RemoteExecutor:
             value, error = _perform_sync(call)
 
     async def execute(
-        self, request: RequestLike, *, on_line: LineSubscriber | None = None
+        self,
+        request: RequestLike,
+        *,
+        on_line: LineSubscriber | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> FunctionResponse:
-        """Run ``request`` without blocking the event loop; sync user code runs in a worker thread."""
-        steps = self._run(request, on_line)
+        """Run ``request`` without blocking the event loop; sync user code runs in a worker thread.
+
+        ``on_line`` and ``attributes`` as for :meth:`execute_sync`.
+        """
+        steps = self._run(request, on_line, attributes)
         value: Any = None
         error: BaseException | None = None
         while True:
@@ -149,6 +162,10 @@ class RemoteExecutor:
                 response: FunctionResponse = stop.value
                 return response
             value, error = await self._perform_async(call)
+
+    def in_execution(self) -> bool:
+        """True when called inside one of this executor's executions (its log is bound)."""
+        return self._capture.current() is not None
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Flush spans and log records held by batch processors."""
@@ -187,7 +204,10 @@ class RemoteExecutor:
             return None, exc
 
     def _run(
-        self, payload: RequestLike, on_line: LineSubscriber | None
+        self,
+        payload: RequestLike,
+        on_line: LineSubscriber | None,
+        attributes: Mapping[str, str] | None = None,
     ) -> Generator[_Call, Any, FunctionResponse]:
         started = time.perf_counter_ns()
         cfg = self.config
@@ -195,6 +215,8 @@ class RemoteExecutor:
         if on_line is not None:
             log.subscribe(on_line)
         self._bridge.ensure_installed()
+        if self._stdio is not None:
+            self._stdio.ensure_installed()
         state = _RunState()
         fields: dict[str, Any] = {"success": False}
         token = otel_context.attach(self._capture.bind(log))
@@ -204,6 +226,7 @@ class RemoteExecutor:
                 "flash.execute",
                 context=parent,
                 kind=SpanKind.SERVER,
+                attributes=attributes,
                 record_exception=False,
                 set_status_on_exception=False,
             ) as root:

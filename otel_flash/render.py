@@ -68,16 +68,25 @@ class LineRenderer:
         return f"{stamp} | {level} | {scope} | {where} | {text}"
 
 
-def cut_line(line: str, max_bytes: int) -> tuple[str, int]:
-    """Cut ``line`` to about ``max_bytes``; return it and how many bytes were cut."""
+def truncate(line: str, max_bytes: int) -> tuple[str, int]:
+    """``line`` cut to at most ``max_bytes`` UTF-8 bytes, and how many bytes were cut."""
     if len(line) <= max_bytes // 4 or (len(line) <= max_bytes and line.isascii()):
         return line, 0
     encoded = line.encode("utf-8", "replace")
     if len(encoded) <= max_bytes:
         return line, 0
-    cut = len(encoded) - max_bytes
-    kept = encoded[:max_bytes].decode("utf-8", "ignore")
-    return f"{kept} [... line cut: {cut} bytes omitted]", cut
+    return encoded[:max_bytes].decode("utf-8", "ignore"), len(encoded) - max_bytes
+
+
+def cut_line(line: str, max_bytes: int) -> tuple[str, int]:
+    """Cut ``line`` to ``max_bytes`` with a marker; return it and how many bytes were cut."""
+    kept, cut = truncate(line, max_bytes)
+    return (mark_cut(kept, cut), cut) if cut else (line, 0)
+
+
+def mark_cut(kept: str, cut: int) -> str:
+    """``kept`` followed by the marker saying ``cut`` bytes of the line were dropped."""
+    return f"{kept} [... line cut: {cut} bytes omitted]"
 
 
 def omitted_marker(lines: int, size: int) -> str:

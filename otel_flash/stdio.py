@@ -101,17 +101,32 @@ class StreamRouter(io.TextIOBase):
 
 
 class StdioRouting:
-    """Installs routers on ``sys.stdout`` and ``sys.stderr`` and puts the originals back."""
+    """Installs routers on ``sys.stdout`` and ``sys.stderr`` and puts the originals back.
+
+    Whoever replaces a process stream after installation (a test runner, the host) is
+    wrapped again by :meth:`ensure_installed`, which the executor calls per execution.
+    """
 
     def __init__(self, current_log: Callable[[], ExecutionLog | None], logger: Logger) -> None:
-        self._stdout = StreamRouter(sys.stdout, "stdout", current_log, logger)
-        self._stderr = StreamRouter(sys.stderr, "stderr", current_log, logger)
-        sys.stdout = self._stdout
-        sys.stderr = self._stderr
+        self._current_log = current_log
+        self._logger = logger
+        self._routers: dict[StreamName, StreamRouter] = {}
+        self.ensure_installed()
+
+    def ensure_installed(self) -> None:
+        """Route both streams, wrapping whatever stream is in place now if it is not ours."""
+        for name in ("stdout", "stderr"):
+            stream: StreamName = "stdout" if name == "stdout" else "stderr"
+            current = getattr(sys, name)
+            router = self._routers.get(stream)
+            if current is router:
+                continue
+            router = StreamRouter(current, stream, self._current_log, self._logger)
+            self._routers[stream] = router
+            setattr(sys, name, router)
 
     def uninstall(self) -> None:
         """Restore the streams this routing replaced, where nobody replaced them since."""
-        if sys.stdout is self._stdout:
-            sys.stdout = self._stdout.original
-        if sys.stderr is self._stderr:
-            sys.stderr = self._stderr.original
+        for name, router in self._routers.items():
+            if getattr(sys, name) is router:
+                setattr(sys, name, router.original)

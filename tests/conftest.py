@@ -1,0 +1,41 @@
+"""Fixtures shared by the suite: fresh in-memory telemetry, an executor, restored global state."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from otel_flash import FlashConfig, RemoteExecutor
+from otel_flash.testing import TelemetryCapture, capture_telemetry
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_state() -> Iterator[None]:
+    """Every test leaves the root logger and the process streams as it found them."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stdout, stderr = sys.stdout, sys.stderr
+    yield
+    sys.stdout, sys.stderr = stdout, stderr
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def telemetry() -> Iterator[TelemetryCapture]:
+    """Fresh providers exporting into memory."""
+    capture = capture_telemetry()
+    yield capture
+    capture.shutdown()
+
+
+@pytest.fixture
+def executor(telemetry: TelemetryCapture) -> Iterator[RemoteExecutor]:
+    """An executor with default settings on the in-memory providers."""
+    with RemoteExecutor(
+        FlashConfig(), tracer_provider=telemetry.tracer_provider, logger_provider=telemetry.logger_provider
+    ) as instance:
+        yield instance
