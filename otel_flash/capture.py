@@ -13,12 +13,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from opentelemetry.context import Context, create_key, set_value
+from opentelemetry.context import Context, create_key, get_value, set_value
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
 from otel_flash._internal import internal_logger
 from otel_flash.buffer import BoundedLines
-from otel_flash.render import IOSTREAM_ATTRIBUTE, cut_line, mark_cut, omitted_marker, truncate, utf8_size
+from otel_flash.render import cut_line, is_stream_record, mark_cut, omitted_marker, truncate, utf8_size
 
 LineSubscriber = Callable[[str], None]
 
@@ -85,17 +85,18 @@ class ExecutionLog:
     def append(self, line: str, *, bounded: bool = False) -> None:
         """Add one rendered line, cut if over the single-line bound (unless ``bounded`` already)."""
         cut = 0
-        if not bounded:
+        if not bounded and len(line) > self._max_line_bytes // 4:  # shorter lines always fit
             line, cut = cut_line(line, self._max_line_bytes)
-        size = utf8_size(line) + 1
+        size = (len(line) if line.isascii() else utf8_size(line)) + 1
         with self._lock:
             if self._closed:
                 return
             self._total += 1
             self._cut_bytes += cut
             self._lines.append(line, size)
-            for subscriber in self._subscribers:
-                _notify(subscriber, line)
+            if self._subscribers:
+                for subscriber in self._subscribers:
+                    _notify(subscriber, line)
 
     def feed(self, stream: str, text: str) -> list[str]:
         """Add written ``text`` to ``stream``'s partial line; return the lines it completes.
@@ -176,8 +177,6 @@ class CaptureProcessor(LogRecordProcessor):
 
     def current(self, context: Context | None = None) -> ExecutionLog | None:
         """The log bound in ``context`` (default: the current one), if any."""
-        from opentelemetry.context import get_value
-
         log = get_value(self._key, context)
         return log if isinstance(log, ExecutionLog) else None
 
@@ -190,8 +189,7 @@ class CaptureProcessor(LogRecordProcessor):
         if not isinstance(log, ExecutionLog):
             return
         try:
-            bounded = IOSTREAM_ATTRIBUTE in (log_record.log_record.attributes or {})
-            log.append(self._render(log_record), bounded=bounded)
+            log.append(self._render(log_record), bounded=is_stream_record(log_record))
         except Exception:
             internal_logger().exception("could not capture a log record")
 

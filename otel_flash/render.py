@@ -50,22 +50,30 @@ class LineRenderer:
 
     def __call__(self, rw: ReadWriteLogRecord) -> str:
         record = rw.log_record
-        attributes: Mapping[str, object] = record.attributes or {}
+        attributes: Mapping[str, object] | None = record.attributes
         body = record.body
-        text = body if isinstance(body, str) else str(body)
-        if IOSTREAM_ATTRIBUTE in attributes:
-            return text
-        stack = attributes.get(_STACKTRACE)
-        if isinstance(stack, str) and stack:
-            text = f"{text}\n{stack.rstrip()}"
+        text = body if type(body) is str else str(body)
+        if attributes:  # most records have none: skip every lookup
+            if IOSTREAM_ATTRIBUTE in attributes:
+                return text
+            stack = attributes.get(_STACKTRACE)
+            if isinstance(stack, str) and stack:
+                text = f"{text}\n{stack.rstrip()}"
         stamp = format_timestamp(record.timestamp or record.observed_timestamp or time.time_ns())
         level = record.severity_text or "INFO"
         if not self._debug:
             return f"{stamp} | {level} | {text}"
         scope = rw.instrumentation_scope.name if rw.instrumentation_scope else "?"
-        path = attributes.get(_FILE)
-        where = f"{os.path.basename(path)}:{attributes.get(_LINE)}" if isinstance(path, str) else "?"
+        path = attributes.get(_FILE) if attributes else None
+        line = attributes.get(_LINE) if attributes else None
+        where = f"{os.path.basename(path)}:{line}" if isinstance(path, str) else "?"
         return f"{stamp} | {level} | {scope} | {where} | {text}"
+
+
+def is_stream_record(rw: ReadWriteLogRecord) -> bool:
+    """True for records of captured ``print``/``stderr`` output."""
+    attributes = rw.log_record.attributes
+    return bool(attributes) and IOSTREAM_ATTRIBUTE in attributes  # type: ignore[operator]  # non-empty
 
 
 def truncate(line: str, max_bytes: int) -> tuple[str, int]:

@@ -1,0 +1,106 @@
+"""Per-execution overhead: a trivial request through execute_sync vs calling the function directly."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+from otel_flash import FlashConfig, RemoteExecutor
+
+CALLS = 2_000
+REPEATS = 7
+CODE = """
+import logging
+log = logging.getLogger("bench.trivial")
+
+def trivial():
+    log.info("one log line")
+    print("one print")
+    return 42
+"""
+
+
+def _per_call_us(call: Callable[[], Any]) -> float:
+    started = time.perf_counter_ns()
+    for _ in range(CALLS):
+        call()
+    return (time.perf_counter_ns() - started) / CALLS / 1000
+
+
+def reference_style(request: dict[str, Any]) -> dict[str, Any]:
+    """What the reference worker does per request, without tracing: exec the code, route
+    logging into a buffer handler on the root logger, redirect stdout, pickle the result."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with contextlib.redirect_stdout(buffer):
+            namespace: dict[str, Any] = {}
+            exec(request["function_code"], namespace)
+            result = namespace[request["function_name"]](*request["args"], **request["kwargs"])
+        return {
+            "success": True,
+            "result": base64.b64encode(cloudpickle.dumps(result)).decode(),
+            "stdout": buffer.getvalue(),
+        }
+    finally:
+        root.removeHandler(handler)
+
+
+def _direct_function() -> Callable[[], Any]:
+    namespace: dict[str, Any] = {}
+    exec(CODE, namespace)
+    logging.getLogger("bench.trivial").disabled = False
+    function: Callable[[], Any] = namespace["trivial"]
+    return function
+
+
+def main() -> None:
+    """Print median µs per trivial execution, ratios to a direct call and to the reference's way."""
+    request = {"function_name": "trivial", "function_code": CODE, "serialization_format": "json"}
+    reference_request = {**request, "args": [], "kwargs": {}}
+    with RemoteExecutor(FlashConfig()) as executor:
+        direct = _direct_function()
+        executor.execute_sync(request)  # warm up: compile cache, loggers
+        samples: dict[str, list[float]] = {"flash": [], "direct": [], "reference": []}
+        sink = io.StringIO()
+        for _ in range(REPEATS):  # interleaved, so drift hits all alike
+            samples["flash"].append(_per_call_us(lambda: executor.execute_sync(request)))
+            with contextlib.redirect_stdout(sink):
+                samples["direct"].append(_per_call_us(direct))
+            samples["reference"].append(_per_call_us(lambda: reference_style(reference_request)))
+            sink.seek(0)
+            sink.truncate()
+        phases = _phase_breakdown(executor, request)
+    flash, plain, reference = (statistics.median(samples[key]) for key in ("flash", "direct", "reference"))
+    print(f"direct call (log + print + return):      {plain:8.1f} us")
+    print(f"reference-style pipeline, no tracing:    {reference:8.1f} us")
+    print(f"otel_flash execute_sync, 4 spans:        {flash:8.1f} us")
+    print(f"ratio otel_flash/reference-style:        {flash / reference:8.2f}x (goal <= 1.0x)")
+    print(f"ratio otel_flash/direct:                 {flash / plain:8.2f}x")
+    print("phase medians from the REPORT line: " + ", ".join(f"{k}={v:.1f}us" for k, v in phases.items()))
+
+
+def _phase_breakdown(executor: RemoteExecutor, request: dict[str, Any]) -> dict[str, float]:
+    samples: dict[str, list[float]] = {}
+    for _ in range(500):
+        report = (executor.execute_sync(request).stdout or "").splitlines()[-1]
+        for field in report.split()[2:]:
+            if field.endswith("ms"):
+                name, value = field.split("=")
+                samples.setdefault(name, []).append(float(value[:-2]) * 1000)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+if __name__ == "__main__":
+    main()
