@@ -8,8 +8,10 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from otel_flash.exceptions import ConfigError
+from otel_flash.export import ExportSettings
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+DEFAULT_SECRET_PATTERNS = ("RUNPOD_API_KEY", "*_API_KEY", "*_TOKEN", "*_SECRET", "*_PASSWORD", "*_CREDENTIALS")
 Installer = Literal["auto", "uv", "pip"]
 _LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -41,6 +43,22 @@ class FlashConfig:
             running interpreter (``FLASH_INSTALL_TARGET``).
         workspace_path: persistent workspace directory; a fresh temporary one per
             execution when unset (``FLASH_WORKSPACE``).
+        install_options: extra uv/pip arguments set by the operator, such as
+            ``--index-url`` or ``--no-index --find-links DIR`` (``FLASH_INSTALL_OPTIONS``,
+            split like a shell would). Requests can never add options.
+        installer_command: argv prefix replacing the discovered uv (or ``python -m pip``
+            when ``installer`` is ``pip``) (``FLASH_INSTALLER_COMMAND``).
+        max_request_bytes: the HTTP worker answers 413 to a larger request body
+            (``FLASH_MAX_REQUEST_BYTES``).
+        timeout_s: time limit of the user's code (load and call) per execution, None for
+            none (``FLASH_TIMEOUT_S``). A request's ``timeout_s`` replaces it.
+        max_timeout_s: cap on any time limit, the request's included (``FLASH_MAX_TIMEOUT_S``).
+        secret_env_patterns: names (``fnmatch`` patterns) of environment variables whose
+            values are secrets (``FLASH_SECRET_ENV``, comma separated).
+        secret_values: the values replaced by ``***`` wherever otel_flash shows or exports
+            text; :meth:`from_env` fills it from the variables matching the patterns.
+        export: where spans, log records and metrics are sent (the standard
+            ``OTEL_*`` exporter variables; see :class:`otel_flash.export.ExportSettings`).
     """
 
     log_level: LogLevel = "INFO"
@@ -57,12 +75,33 @@ class FlashConfig:
     install_timeout_s: float = 300.0
     install_target: str | None = None
     workspace_path: str | None = None
+    install_options: tuple[str, ...] = ()
+    installer_command: tuple[str, ...] = ()
+    max_request_bytes: int = 32 << 20
+    export: ExportSettings = field(default_factory=ExportSettings)
+
+    timeout_s: float | None = None
+    max_timeout_s: float | None = None
+    secret_env_patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
+    secret_values: frozenset[str] = field(default_factory=frozenset, repr=False)
 
     def __post_init__(self) -> None:
+        for name in ("timeout_s", "max_timeout_s"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                msg = f"{name} must be positive, got {value!r}"
+                raise ConfigError(msg)
         if self.log_level not in _LEVELS:
             msg = f"log_level must be one of {', '.join(_LEVELS)}, got {self.log_level!r}"
             raise ConfigError(msg)
-        for name in ("max_log_lines", "max_log_bytes", "max_line_bytes", "max_instances", "max_workers"):
+        for name in (
+            "max_log_lines",
+            "max_log_bytes",
+            "max_line_bytes",
+            "max_instances",
+            "max_workers",
+            "max_request_bytes",
+        ):
             if getattr(self, name) < 1:
                 msg = f"{name} must be at least 1, got {getattr(self, name)!r}"
                 raise ConfigError(msg)
@@ -91,6 +130,11 @@ class FlashConfig:
             except ValueError as exc:
                 msg = f"{variable}={raw!r} is invalid: {exc}"
                 raise ConfigError(msg) from exc
+        if "secret_values" not in overrides:
+            patterns = values.get("secret_env_patterns", DEFAULT_SECRET_PATTERNS)
+            values["secret_values"] = secret_values_from(env, overrides.get("secret_env_patterns", patterns))
+        if "export" not in overrides:
+            values["export"] = ExportSettings.from_environ(env)
         values.update(overrides)
         return cls(**values)
 
@@ -129,6 +173,28 @@ def _parse_attributes(raw: str) -> dict[str, str]:
     return result
 
 
+def _parse_names(raw: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
+def secret_values_from(env: Mapping[str, str], patterns: tuple[str, ...]) -> frozenset[str]:
+    """Values of the variables whose names match ``patterns`` (short values are not secrets)."""
+    from fnmatch import fnmatchcase
+
+    return frozenset(
+        value
+        for name, value in env.items()
+        if len(value) >= 6 and any(fnmatchcase(name.upper(), pattern.upper()) for pattern in patterns)
+    )
+
+
+def _parse_argv(raw: str) -> tuple[str, ...]:
+    """Split like a POSIX shell (quotes group words); nothing is executed."""
+    import shlex
+
+    return tuple(shlex.split(raw))
+
+
 _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "log_level": ("LOG_LEVEL", str.upper),
     "max_log_lines": ("FLASH_MAX_LOG_LINES", int),
@@ -144,4 +210,10 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "install_timeout_s": ("FLASH_INSTALL_TIMEOUT_S", float),
     "install_target": ("FLASH_INSTALL_TARGET", str),
     "workspace_path": ("FLASH_WORKSPACE", str),
+    "timeout_s": ("FLASH_TIMEOUT_S", float),
+    "max_timeout_s": ("FLASH_MAX_TIMEOUT_S", float),
+    "secret_env_patterns": ("FLASH_SECRET_ENV", _parse_names),
+    "install_options": ("FLASH_INSTALL_OPTIONS", _parse_argv),
+    "installer_command": ("FLASH_INSTALLER_COMMAND", _parse_argv),
+    "max_request_bytes": ("FLASH_MAX_REQUEST_BYTES", int),
 }

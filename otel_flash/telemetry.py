@@ -1,43 +1,78 @@
-"""Which tracer and logger providers an executor uses, and how to build SDK ones."""
+"""Which tracer, logger and meter providers an executor uses, and how to build SDK ones.
+
+Providers built here get the exporters :class:`~otel_flash.export.ExportSettings`
+asks for, and a :class:`~otel_flash.metrics.SpanMetricsProcessor` when metrics are
+exported. Providers a caller passes in are used as they are: nothing is added to them.
+Flushing and shutting down never take longer than ``export.shutdown_timeout_s``,
+however unresponsive the collector is.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TextIO, TypeVar
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry._logs import get_logger_provider, set_logger_provider
 from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
+from otel_flash._internal import internal_logger
 from otel_flash.config import FlashConfig
+from otel_flash.delivery import DeliveryLedger
 from otel_flash.exceptions import ConfigError
+from otel_flash.exporters import build_pipeline
+from otel_flash.metrics import SpanMetricsProcessor
+
+_P = TypeVar("_P")
 
 
 @dataclass(frozen=True, slots=True)
 class Telemetry:
-    """The providers an executor emits into; ``owned`` ones are shut down with it."""
+    """The providers an executor emits into.
+
+    Attributes:
+        tracer_provider: where spans go.
+        logger_provider: where log records go (captured and exported).
+        owned: providers built here are shut down by :meth:`shutdown`; those listed
+            in ``borrowed`` (or all, when False) are only flushed.
+        meter_provider: the metrics of executions, when metrics are exported.
+        ledgers: counts of exported and dropped spans and log records.
+        shutdown_timeout_s: the longest :meth:`shutdown` may take.
+        borrowed: providers given by the caller, never shut down here.
+    """
 
     tracer_provider: trace.TracerProvider
     logger_provider: LoggerProvider
     owned: bool
+    meter_provider: MeterProvider | None = None
+    ledgers: tuple[DeliveryLedger, ...] = ()
+    shutdown_timeout_s: float = 5.0
+    borrowed: tuple[object, ...] = ()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Flush spans and log records that batch processors still hold."""
-        ok = True
-        flush = getattr(self.tracer_provider, "force_flush", None)
-        if callable(flush):
-            ok = bool(flush(timeout_millis)) and ok
-        return self.logger_provider.force_flush(timeout_millis) and ok
+        """Export what batch processors hold; gives up after ``timeout_millis`` (returns False)."""
+        actions = [_flush_action(provider, timeout_millis) for provider in self._providers()]
+        return _run_bounded(actions, timeout_millis / 1000, "flushing telemetry")
 
     def shutdown(self) -> None:
-        """Flush, then shut down the providers if this executor built them."""
-        self.force_flush()
-        if self.owned:
-            shutdown = getattr(self.tracer_provider, "shutdown", None)
-            if callable(shutdown):
-                shutdown()
-            self.logger_provider.shutdown()
+        """Flush, then shut down the providers built here; bounded by ``shutdown_timeout_s``."""
+        actions = []
+        for provider in self._providers():
+            owned = self.owned and not any(provider is other for other in self.borrowed)
+            actions.append(_shutdown_action(provider) if owned else _flush_action(provider, 30_000))
+        _run_bounded(actions, self.shutdown_timeout_s, "shutting telemetry down")
+        for ledger in self.ledgers:
+            ledger.report_final()
+
+    def _providers(self) -> list[Any]:
+        found: list[Any] = [self.tracer_provider, self.logger_provider]
+        return [*found, self.meter_provider] if self.meter_provider is not None else found
 
 
 def build_resource(config: FlashConfig) -> Resource:
@@ -47,25 +82,30 @@ def build_resource(config: FlashConfig) -> Resource:
     return Resource.create(attributes)
 
 
-def build_providers(config: FlashConfig) -> Telemetry:
-    """Fresh SDK providers for ``config``, not installed globally."""
-    resource = build_resource(config)
-    return Telemetry(
-        tracer_provider=TracerProvider(resource=resource, shutdown_on_exit=False),
-        logger_provider=LoggerProvider(resource=resource, shutdown_on_exit=False),
-        owned=True,
-    )
+def build_providers(config: FlashConfig, *, console: TextIO | None = None) -> Telemetry:
+    """Fresh SDK providers for ``config`` with its exporters attached, not installed globally.
+
+    ``console`` receives the output of ``console`` exporters (default: the real stdout).
+    """
+    return _build(config, None, None, console)
 
 
 def configure_telemetry(config: FlashConfig | None = None) -> Telemetry:
-    """Build SDK providers, install them as the OTel global providers and return them.
+    """Build SDK providers with exporters, install them as the OTel global providers, return them.
 
-    Call once at worker start-up; executors created afterwards use them.
+    Call once at worker start-up; executors created afterwards use them. Call
+    :meth:`Telemetry.shutdown` at exit to export what is left. With
+    ``OTEL_SDK_DISABLED=true`` nothing is installed globally and nothing is exported.
     """
-    telemetry = build_providers(config or FlashConfig.from_env())
+    config = config or FlashConfig.from_env()
+    telemetry = build_providers(config)
+    if config.export.sdk_disabled:
+        return telemetry
     trace.set_tracer_provider(telemetry.tracer_provider)
     set_logger_provider(telemetry.logger_provider)
-    return Telemetry(telemetry.tracer_provider, telemetry.logger_provider, owned=False)
+    if telemetry.meter_provider is not None:
+        metrics.set_meter_provider(telemetry.meter_provider)
+    return telemetry
 
 
 def resolve_telemetry(
@@ -82,6 +122,89 @@ def resolve_telemetry(
     tracer = tracer_provider or (global_tracer if isinstance(global_tracer, TracerProvider) else None)
     logger = logger_provider or (global_logger if isinstance(global_logger, LoggerProvider) else None)
     if tracer is not None and logger is not None:
-        return Telemetry(tracer, logger, owned=False)
-    own = build_providers(config)
-    return Telemetry(tracer or own.tracer_provider, logger or own.logger_provider, owned=True)
+        return Telemetry(tracer, logger, owned=False, shutdown_timeout_s=config.export.shutdown_timeout_s)
+    return _build(config, tracer, logger, None)
+
+
+def _build(
+    config: FlashConfig,
+    tracer: trace.TracerProvider | None,
+    logger: LoggerProvider | None,
+    console: TextIO | None,
+) -> Telemetry:
+    """Build what is missing; exporters go only on what is built here."""
+    given = tuple(provider for provider in (tracer, logger) if provider is not None)
+    resource = build_resource(config)
+    pipeline = build_pipeline(config.export, console)
+    meter = None
+    if pipeline.metric_reader is not None and tracer is None:
+        meter = MeterProvider([pipeline.metric_reader], resource=resource, shutdown_on_exit=False)
+    if tracer is None:
+        own_tracer = _enabled(TracerProvider(resource=resource, shutdown_on_exit=False))
+        if pipeline.span_processor is not None:
+            own_tracer.add_span_processor(pipeline.span_processor)
+        if meter is not None:
+            own_tracer.add_span_processor(SpanMetricsProcessor(meter))
+        tracer = own_tracer
+    if logger is None:
+        logger = _enabled(LoggerProvider(resource=resource, shutdown_on_exit=False))
+        if pipeline.log_processor is not None:
+            logger.add_log_record_processor(pipeline.log_processor)
+    return Telemetry(tracer, logger, True, meter, pipeline.ledgers, config.export.shutdown_timeout_s, given)
+
+
+def _enabled(provider: _P) -> _P:
+    """Undo the SDK's own reading of ``OTEL_SDK_DISABLED`` on a provider we build.
+
+    The SDK providers read that variable themselves and then hand out no-op tracers
+    and loggers, which would lose the executor's stdout capture and trace ids. Here
+    the variable means "export nothing", and :class:`ExportSettings` already does that.
+    """
+    if getattr(provider, "_disabled", False):
+        provider._disabled = False  # type: ignore[attr-defined]  # SDK private flag, see docstring
+    return provider
+
+
+def _flush_action(provider: Any, timeout_millis: int) -> Callable[[], object]:
+    flush = getattr(provider, "force_flush", None)
+    return (lambda: flush(timeout_millis)) if callable(flush) else (lambda: True)
+
+
+def _shutdown_action(provider: Any) -> Callable[[], object]:
+    shutdown = getattr(provider, "shutdown", None)
+    return shutdown if callable(shutdown) else (lambda: None)
+
+
+def _run_bounded(actions: list[Callable[[], object]], timeout_s: float, what: str) -> bool:
+    """Run ``actions`` side by side in daemon threads; wait for them at most ``timeout_s``.
+
+    An exporter stuck on an unresponsive collector keeps its thread until its own
+    request deadline; the caller is never held past ``timeout_s``.
+    """
+    results: list[object] = []
+    threads = [
+        threading.Thread(target=_collect, args=(action, results, what), name="flash-telemetry", daemon=True)
+        for action in actions
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout_s
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in threads):
+        internal_logger().warning(
+            "telemetry: %s did not finish within %.1f s (is the collector reachable?); "
+            "not waiting any longer",
+            what,
+            timeout_s,
+        )
+        return False
+    return all(result is not False for result in results)
+
+
+def _collect(action: Callable[[], object], results: list[object], what: str) -> None:
+    try:
+        results.append(action())
+    except Exception:
+        internal_logger().exception("telemetry: %s failed", what)
+        results.append(False)

@@ -1,0 +1,228 @@
+"""Telemetry that never waits: bounded batch processors that count what they drop.
+
+An execution only ever appends a finished span or log record to a bounded queue;
+a background thread exports batches. When the queue is full the item is dropped
+at once, and when an export fails its batch is lost. Both are counted in a
+:class:`DeliveryLedger` and reported on ``flash.internal`` (the worker's own
+stderr), at most once per interval, never into a user's captured stdout: the SDK's
+own "queue full" warning, which would be logged in the execution's context, is
+never reached because the queue bound is enforced here first.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    LogRecordExporter,
+    LogRecordExportResult,
+)
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from otel_flash._internal import internal_logger
+from otel_flash.export import BatchSettings
+
+
+class DeliveryLedger:
+    """Thread-safe counts of one signal's items on their way to one destination.
+
+    ``accepted`` items entered the queue, ``handed`` were given to the exporter,
+    ``exported`` arrived; ``queue_full`` were refused and ``failed`` were in batches
+    whose export failed. Anything accepted but never handed was still queued when
+    shutdown gave up.
+    """
+
+    def __init__(
+        self,
+        items: str,
+        destination: str,
+        *,
+        report_interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.items = items
+        self.destination = destination
+        self._interval = report_interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_report: float | None = None
+        self.accepted = self.handed = self.exported = self.queue_full = self.failed = 0
+
+    @property
+    def dropped(self) -> int:
+        """Items refused or lost in a failed export so far."""
+        return self.queue_full + self.failed
+
+    def accept(self, limit: int) -> bool:
+        """Take one item if fewer than ``limit`` wait; otherwise count it dropped and refuse."""
+        with self._lock:
+            if self.accepted - self.handed >= limit:
+                self.queue_full += 1
+                refused = True
+            else:
+                self.accepted += 1
+                refused = False
+        if refused:
+            self._report("the export queue is full")
+        return not refused
+
+    def record_handed(self, count: int) -> None:
+        """Count a batch of ``count`` items taken off the queue for export."""
+        with self._lock:
+            self.handed += count
+
+    def record_result(self, count: int, ok: bool, reason: str = "the export failed") -> None:
+        """Count whether a batch of ``count`` handed items arrived."""
+        with self._lock:
+            if ok:
+                self.exported += count
+            else:
+                self.failed += count
+        if not ok:
+            self._report(reason)
+
+    def summary(self) -> str:
+        """One sentence with every count."""
+        unsent = self.accepted - self.handed
+        return (
+            f"{self.dropped + unsent} {self.items} not exported to {self.destination} "
+            f"({self.queue_full} refused with the queue full, {self.failed} in failed exports, "
+            f"{unsent} still queued); {self.exported} exported"
+        )
+
+    def report_final(self) -> None:
+        """At shutdown: report the totals if anything was lost."""
+        if self.dropped or self.accepted != self.handed:
+            internal_logger().warning("telemetry: %s", self.summary())
+
+    def _report(self, reason: str) -> None:
+        now = self._clock()
+        with self._lock:
+            if self._last_report is not None and now - self._last_report < self._interval:
+                return
+            self._last_report = now
+        internal_logger().warning("telemetry: dropping %s because %s; %s", self.items, reason, self.summary())
+
+
+def _export_counted(ledger: DeliveryLedger, count: int, export: Callable[[], Any], success: Any) -> Any:
+    """Run ``export``; an exception becomes a failure (reported) instead of reaching the SDK."""
+    ledger.record_handed(count)
+    try:
+        result = export()
+    except Exception as exc:
+        ledger.record_result(count, False, f"the exporter raised {type(exc).__name__}: {exc}")
+        return None
+    ledger.record_result(count, result == success)
+    return result
+
+
+class CountingSpanExporter(SpanExporter):
+    """Forwards to ``exporter`` and records each batch's fate in ``ledger``."""
+
+    def __init__(self, exporter: SpanExporter, ledger: DeliveryLedger) -> None:
+        self.exporter = exporter
+        self._ledger = ledger
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Export one batch, counting it."""
+        ok = SpanExportResult.SUCCESS
+        result = _export_counted(self._ledger, len(spans), lambda: self.exporter.export(spans), ok)
+        return result if isinstance(result, SpanExportResult) else SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        """Shut the wrapped exporter down."""
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush the wrapped exporter."""
+        return self.exporter.force_flush(timeout_millis)
+
+
+class CountingLogRecordExporter(LogRecordExporter):
+    """Forwards to ``exporter`` and records each batch's fate in ``ledger``."""
+
+    def __init__(self, exporter: LogRecordExporter, ledger: DeliveryLedger) -> None:
+        self.exporter = exporter
+        self._ledger = ledger
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        """Export one batch, counting it."""
+        ok = LogRecordExportResult.SUCCESS
+        result = _export_counted(self._ledger, len(batch), lambda: self.exporter.export(batch), ok)
+        return result if isinstance(result, LogRecordExportResult) else LogRecordExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        """Shut the wrapped exporter down."""
+        self.exporter.shutdown()  # type: ignore[no-untyped-call]  # SDK method lacks annotations
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush the wrapped exporter."""
+        return self.exporter.force_flush(timeout_millis)
+
+
+class BoundedSpanProcessor(SpanProcessor):
+    """A :class:`BatchSpanProcessor` whose queue bound is enforced, and counted, before it."""
+
+    def __init__(self, exporter: SpanExporter, batch: BatchSettings, ledger: DeliveryLedger) -> None:
+        self.ledger = ledger
+        self._limit = batch.max_queue_size
+        self._batch = BatchSpanProcessor(
+            CountingSpanExporter(exporter, ledger),
+            max_queue_size=batch.max_queue_size,
+            schedule_delay_millis=batch.schedule_delay_ms,
+            max_export_batch_size=batch.max_export_batch_size,
+            export_timeout_millis=batch.export_timeout_ms,
+        )
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Nothing to do when a span starts."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue a sampled span unless the queue is full."""
+        if span.context is None or not span.context.trace_flags.sampled:
+            return  # the batch processor ignores these too; counting them would leak
+        if self.ledger.accept(self._limit):
+            self._batch.on_end(span)
+
+    def shutdown(self) -> None:
+        """Export what is queued and stop (may wait on the exporter; bound it from outside)."""
+        self._batch.shutdown()  # type: ignore[no-untyped-call]  # SDK method lacks annotations
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Export what is queued now."""
+        return self._batch.force_flush(timeout_millis)
+
+
+class BoundedLogRecordProcessor(LogRecordProcessor):
+    """A :class:`BatchLogRecordProcessor` whose queue bound is enforced, and counted, before it."""
+
+    def __init__(self, exporter: LogRecordExporter, batch: BatchSettings, ledger: DeliveryLedger) -> None:
+        self.ledger = ledger
+        self._limit = batch.max_queue_size
+        self._batch = BatchLogRecordProcessor(
+            CountingLogRecordExporter(exporter, ledger),
+            schedule_delay_millis=batch.schedule_delay_ms,
+            max_export_batch_size=batch.max_export_batch_size,
+            export_timeout_millis=batch.export_timeout_ms,
+            max_queue_size=batch.max_queue_size,
+        )
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        """Queue the record unless the queue is full."""
+        if self.ledger.accept(self._limit):
+            self._batch.on_emit(log_record)
+
+    def shutdown(self) -> None:
+        """Export what is queued and stop (may wait on the exporter; bound it from outside)."""
+        self._batch.shutdown()  # type: ignore[no-untyped-call]  # SDK method lacks annotations
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Export what is queued now."""
+        return self._batch.force_flush(timeout_millis)

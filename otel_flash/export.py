@@ -1,0 +1,303 @@
+"""Where telemetry goes: export settings, parsed from the standard ``OTEL_*`` variables.
+
+:class:`ExportSettings` is a plain value. :meth:`ExportSettings.from_environ` parses a
+mapping it is given; only :meth:`otel_flash.FlashConfig.from_env` hands it
+``os.environ``, so the environment is still read in one place.
+
+Export is off unless configured: a signal is exported when its
+``OTEL_<SIGNAL>_EXPORTER`` says so, or, when that is unset, when an OTLP endpoint
+(``OTEL_EXPORTER_OTLP_ENDPOINT`` or the signal's own) is set. ``OTEL_SDK_DISABLED=true``
+turns every exporter off; executions still run, capture their output and get trace ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal, TypeVar
+from urllib.parse import unquote
+
+from otel_flash.exceptions import ConfigError
+
+_T = TypeVar("_T")
+_S = TypeVar("_S", bound=str)
+
+Signal = Literal["traces", "logs", "metrics"]
+ExporterName = Literal["otlp", "console", "none"]
+OtlpProtocol = Literal["grpc", "http/protobuf"]
+Compression = Literal["none", "gzip"]
+
+SIGNALS: tuple[Signal, ...] = ("traces", "logs", "metrics")
+_EXPORTERS: tuple[ExporterName, ...] = ("otlp", "console", "none")
+_PROTOCOLS: tuple[OtlpProtocol, ...] = ("grpc", "http/protobuf")
+_COMPRESSIONS: tuple[Compression, ...] = ("none", "gzip")
+_DEFAULT_PORTS: dict[OtlpProtocol, int] = {"grpc": 4317, "http/protobuf": 4318}
+
+
+@dataclass(frozen=True, slots=True)
+class SignalExport:
+    """How one signal (traces, logs or metrics) leaves the process.
+
+    Attributes:
+        exporter: ``otlp``, ``console`` or ``none``.
+        endpoint: for gRPC the collector's ``http://host:port``; for HTTP the full URL
+            of the signal's path (``http://host:4318/v1/traces``). None: the local default.
+        protocol: ``grpc`` or ``http/protobuf``.
+        headers: sent with every export request (``OTEL_EXPORTER_OTLP_HEADERS``).
+        timeout_s: time limit of one export request, retries included.
+        compression: ``none`` or ``gzip``.
+    """
+
+    exporter: ExporterName = "none"
+    endpoint: str | None = None
+    protocol: OtlpProtocol = "grpc"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float = 10.0
+    compression: Compression = "none"
+
+    def __post_init__(self) -> None:
+        _check_choice("exporter", self.exporter, _EXPORTERS)
+        _check_choice("protocol", self.protocol, _PROTOCOLS)
+        _check_choice("compression", self.compression, _COMPRESSIONS)
+        if self.timeout_s <= 0:
+            msg = f"timeout_s must be positive, got {self.timeout_s!r}"
+            raise ConfigError(msg)
+
+    def url(self, signal: Signal) -> str:
+        """The endpoint to use, with the default for the protocol when none is set."""
+        if self.endpoint:
+            return self.endpoint
+        base = f"http://localhost:{_DEFAULT_PORTS[self.protocol]}"
+        return base if self.protocol == "grpc" else f"{base}/v1/{signal}"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSettings:
+    """Bounds of a batch processor (``OTEL_BSP_*`` for spans, ``OTEL_BLRP_*`` for logs).
+
+    When the queue is full, new items are dropped (and counted), never waited for.
+    """
+
+    schedule_delay_ms: float = 5000.0
+    max_queue_size: int = 2048
+    max_export_batch_size: int = 512
+    export_timeout_ms: float = 30000.0
+
+    def __post_init__(self) -> None:
+        for name in ("schedule_delay_ms", "max_queue_size", "max_export_batch_size", "export_timeout_ms"):
+            if getattr(self, name) <= 0:
+                msg = f"{name} must be positive, got {getattr(self, name)!r}"
+                raise ConfigError(msg)
+        if self.max_export_batch_size > self.max_queue_size:
+            msg = (
+                f"max_export_batch_size ({self.max_export_batch_size}) must not exceed "
+                f"max_queue_size ({self.max_queue_size})"
+            )
+            raise ConfigError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSettings:
+    """Everything about sending telemetry out of the process.
+
+    Attributes:
+        sdk_disabled: ``OTEL_SDK_DISABLED``: nothing is exported, no metrics are kept.
+        traces: span export.
+        logs: log record export.
+        metrics: metric export.
+        span_batch: the span batch processor (``OTEL_BSP_*``).
+        log_batch: the log record batch processor (``OTEL_BLRP_*``).
+        metric_interval_ms: time between metric exports (``OTEL_METRIC_EXPORT_INTERVAL``).
+        metric_timeout_ms: time limit of one metric export (``OTEL_METRIC_EXPORT_TIMEOUT``).
+        shutdown_timeout_s: the longest that flushing and shutting down telemetry may
+            take, however unresponsive the collector (``FLASH_TELEMETRY_SHUTDOWN_TIMEOUT_S``).
+    """
+
+    sdk_disabled: bool = False
+    traces: SignalExport = field(default_factory=SignalExport)
+    logs: SignalExport = field(default_factory=SignalExport)
+    metrics: SignalExport = field(default_factory=SignalExport)
+    span_batch: BatchSettings = field(default_factory=BatchSettings)
+    log_batch: BatchSettings = field(default_factory=lambda: BatchSettings(schedule_delay_ms=1000.0))
+    metric_interval_ms: float = 60000.0
+    metric_timeout_ms: float = 30000.0
+    shutdown_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("metric_interval_ms", "metric_timeout_ms", "shutdown_timeout_s"):
+            if getattr(self, name) <= 0:
+                msg = f"{name} must be positive, got {getattr(self, name)!r}"
+                raise ConfigError(msg)
+
+    def signal(self, signal: Signal) -> SignalExport:
+        """The settings of ``signal``."""
+        target: SignalExport = getattr(self, signal)
+        return target
+
+    def enabled(self, signal: Signal) -> bool:
+        """True when ``signal`` is exported anywhere."""
+        return not self.sdk_disabled and self.signal(signal).exporter != "none"
+
+    @classmethod
+    def otlp(
+        cls,
+        endpoint: str,
+        protocol: OtlpProtocol = "grpc",
+        *,
+        signals: tuple[Signal, ...] = SIGNALS,
+        timeout_s: float = 10.0,
+        headers: Mapping[str, str] | None = None,
+        **settings: object,
+    ) -> ExportSettings:
+        """OTLP export of ``signals`` to one collector, as ``OTEL_EXPORTER_OTLP_ENDPOINT`` would set.
+
+        ``endpoint`` is the base URL (``http://host:4317``); for HTTP the signal paths
+        are appended. Other keyword arguments set fields of :class:`ExportSettings`.
+        """
+        per_signal = {
+            signal: SignalExport(
+                "otlp", _signal_url(endpoint, protocol, signal), protocol, dict(headers or {}), timeout_s
+            )
+            for signal in signals
+        }
+        return cls(**per_signal, **settings)  # type: ignore[arg-type]  # checked by the dataclass
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> ExportSettings:
+        """Parse the standard ``OTEL_*`` variables found in ``environ``.
+
+        Raises:
+            ConfigError: a variable has an invalid value; the message names it.
+        """
+        env = {key: value.strip() for key, value in environ.items() if value.strip()}
+        base = cls()
+        return cls(
+            sdk_disabled=_parse(env, "OTEL_SDK_DISABLED", _parse_bool, default=False),
+            traces=_signal_from_environ(env, "traces"),
+            logs=_signal_from_environ(env, "logs"),
+            metrics=_signal_from_environ(env, "metrics"),
+            span_batch=_batch_from_environ(env, "OTEL_BSP", base.span_batch),
+            log_batch=_batch_from_environ(env, "OTEL_BLRP", base.log_batch),
+            metric_interval_ms=_parse(env, "OTEL_METRIC_EXPORT_INTERVAL", float, base.metric_interval_ms),
+            metric_timeout_ms=_parse(env, "OTEL_METRIC_EXPORT_TIMEOUT", float, base.metric_timeout_ms),
+            shutdown_timeout_s=_parse(
+                env, "FLASH_TELEMETRY_SHUTDOWN_TIMEOUT_S", float, base.shutdown_timeout_s
+            ),
+        )
+
+
+def _signal_from_environ(env: Mapping[str, str], signal: Signal) -> SignalExport:
+    """One signal's settings; the per-signal variable wins over the general one."""
+    upper = signal.upper()
+
+    def pick(suffix: str) -> tuple[str, str] | None:
+        for name in (f"OTEL_EXPORTER_OTLP_{upper}_{suffix}", f"OTEL_EXPORTER_OTLP_{suffix}"):
+            if name in env:
+                return name, env[name]
+        return None
+
+    protocol: OtlpProtocol = _parse(env, _name_of(pick("PROTOCOL")), _choice(_PROTOCOLS), default="grpc")
+    own, shared = env.get(f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT"), env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    endpoint = own or (_signal_url(shared, protocol, signal) if shared else None)
+    configured: ExporterName = "otlp" if endpoint else "none"
+    exporter: ExporterName = _parse(env, f"OTEL_{upper}_EXPORTER", _exporter_name, default=configured)
+    timeout_ms = _parse(env, _name_of(pick("TIMEOUT")), float, default=10000.0)
+    try:
+        return SignalExport(
+            exporter=exporter,
+            endpoint=endpoint,
+            protocol=protocol,
+            headers=_parse(env, _name_of(pick("HEADERS")), _parse_pairs, default={}),
+            timeout_s=timeout_ms / 1000.0,
+            compression=_parse(env, _name_of(pick("COMPRESSION")), _choice(_COMPRESSIONS), default="none"),
+        )
+    except ConfigError as exc:
+        msg = f"OTEL_EXPORTER_OTLP_* settings of {signal} are invalid: {exc}"
+        raise ConfigError(msg) from exc
+
+
+def _batch_from_environ(env: Mapping[str, str], prefix: str, base: BatchSettings) -> BatchSettings:
+    changes: dict[str, float] = {
+        "schedule_delay_ms": _parse(env, f"{prefix}_SCHEDULE_DELAY", float, base.schedule_delay_ms),
+        "max_queue_size": _parse(env, f"{prefix}_MAX_QUEUE_SIZE", int, base.max_queue_size),
+        "max_export_batch_size": _parse(
+            env, f"{prefix}_MAX_EXPORT_BATCH_SIZE", int, base.max_export_batch_size
+        ),
+        "export_timeout_ms": _parse(env, f"{prefix}_EXPORT_TIMEOUT", float, base.export_timeout_ms),
+    }
+    try:
+        return replace(base, **changes)  # type: ignore[arg-type]  # sizes are parsed with int
+    except ConfigError as exc:
+        msg = f"{prefix}_* settings are invalid: {exc}"
+        raise ConfigError(msg) from exc
+
+
+def _signal_url(endpoint: str, protocol: OtlpProtocol, signal: Signal) -> str:
+    """The spec's rule: gRPC uses the base endpoint, HTTP appends ``/v1/<signal>``."""
+    if protocol == "grpc":
+        return endpoint
+    return f"{endpoint.rstrip('/')}/v1/{signal}"
+
+
+def _name_of(found: tuple[str, str] | None) -> str:
+    return found[0] if found is not None else ""
+
+
+def _parse(env: Mapping[str, str], name: str, parse: Callable[[str], _T], default: _T) -> _T:
+    raw = env.get(name) if name else None
+    if raw is None:
+        return default
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        msg = f"{name}={raw!r} is invalid: {exc}"
+        raise ConfigError(msg) from exc
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    msg = "expected true or false"
+    raise ValueError(msg)
+
+
+def _exporter_name(raw: str) -> ExporterName:
+    names = [name.strip().lower() for name in raw.split(",") if name.strip()]
+    if len(names) != 1:
+        msg = "one exporter name is supported: otlp, console or none"
+        raise ValueError(msg)
+    return _choice(_EXPORTERS)(names[0])
+
+
+def _choice(options: tuple[_S, ...]) -> Callable[[str], _S]:
+    def parse(raw: str) -> _S:
+        for option in options:
+            if raw.lower() == option:
+                return option
+        msg = f"expected one of {', '.join(options)}"
+        raise ValueError(msg)
+
+    return parse
+
+
+def _parse_pairs(raw: str) -> dict[str, str]:
+    """``key=value,key2=value2`` with percent-encoded values, as the OTLP headers variable."""
+    result: dict[str, str] = {}
+    for pair in raw.split(","):
+        if not pair.strip():
+            continue
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            msg = f"expected key=value, got {pair!r}"
+            raise ValueError(msg)
+        result[unquote(key.strip())] = unquote(value.strip())
+    return result
+
+
+def _check_choice(name: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        msg = f"{name} must be one of {', '.join(options)}, got {value!r}"
+        raise ConfigError(msg)
