@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -13,11 +16,18 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_flash.config import FlashConfig
+from otel_flash.exceptions import ConfigError, RequestError
 from otel_flash.executor import RemoteExecutor
-from otel_flash.protocol import FunctionResponse
+from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
 from otel_flash.serialization import decode_value
 from otel_flash.telemetry import build_resource
 from otel_flash.tree import build_span_tree, format_span_tree
+
+_EXIT_CODES = """exit codes:
+  0  the execution succeeded (run); the server stopped cleanly (serve)
+  1  the execution failed: the response has success false and an error
+  2  usage error, or a request that cannot be read, is not JSON or is not a valid request
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,59 +35,150 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="otel-flash",
         description="Run remote function calls with every moment observable through OpenTelemetry.",
+        epilog=_EXIT_CODES + "\nsettings come from the environment: LOG_LEVEL, FLASH_*, OTEL_* (see docs).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(commands)
+    _add_serve(commands)
+    return parser
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = commands.add_parser(
         "run",
         help="execute one FunctionRequest from a JSON file (or - for stdin) and print the response",
-        description='Execute one FunctionRequest (plain, or RunPod\'s {"input": ...} envelope). '
-        "Prints the FunctionResponse as JSON; exits 0 on success, 1 on a failed execution, "
-        "2 on unreadable input.",
+        description='Execute one FunctionRequest (plain, or RunPod\'s {"input": ...} envelope)\n'
+        "in this process and print the FunctionResponse as JSON on stdout.",
+        epilog=_EXIT_CODES + "\nexamples:\n  otel-flash run examples/hello.json\n"
+        "  cat request.json | otel-flash run --stream -\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("request", help="path of a JSON request file, or - to read standard input")
+    run.add_argument("request", metavar="REQUEST", help="path of a JSON request file, or - to read stdin")
     run.add_argument(
         "--pretty",
         action="store_true",
         help="print the captured stdout, the decoded result and the span tree instead of JSON",
     )
-    return parser
+    run.add_argument(
+        "--stream",
+        action="store_true",
+        help="print each captured line on stderr as it is emitted (stdout keeps the response)",
+    )
+
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP worker (needs the server extra: pip install 'otel-flash[server]')",
+        description="Run the HTTP worker on uvicorn:\n"
+        '  POST /execute         a FunctionRequest (or {"input": ...}) in, the FunctionResponse out\n'
+        "  POST /execute/stream  NDJSON: each log line as it is emitted, then the response\n"
+        "  GET  /ping            health check\n"
+        "SIGTERM or Ctrl-C stops it gracefully: running requests finish, telemetry is flushed.",
+        epilog="example:\n  otel-flash serve --host 0.0.0.0 --port 8000\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    serve.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="answer 413 to larger request bodies (default: FLASH_MAX_REQUEST_BYTES or 32 MiB)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``otel-flash`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    if args.command == "run":
-        return _run(args.request, pretty=args.pretty, out=sys.stdout)
+    try:
+        if args.command == "run":
+            return _run(args.request, pretty=args.pretty, stream=args.stream, out=sys.stdout)
+        if args.command == "serve":
+            return _serve(args.host, args.port, args.max_request_bytes)
+    except ConfigError as exc:
+        print(f"otel-flash: {exc}", file=sys.stderr)
+        return 2
     return 2  # pragma: no cover  # argparse rejects unknown commands first
 
 
-def _read_request(source: str) -> Any:
-    text = sys.stdin.read() if source == "-" else open(source, encoding="utf-8").read()  # noqa: SIM115
-    return json.loads(text)
+def _read_request(source: str) -> FunctionRequest:
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    return parse_request(json.loads(text))
 
 
-def _run(source: str, *, pretty: bool, out: TextIO) -> int:
+def _run(source: str, *, pretty: bool, stream: bool, out: TextIO) -> int:
     try:
-        payload = _read_request(source)
-    except (OSError, json.JSONDecodeError) as exc:
+        request = _read_request(source)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         print(f"otel-flash: cannot read request {source!r}: {exc}", file=sys.stderr)
+        return 2
+    except RequestError as exc:
+        print(f"otel-flash: {source!r}: {exc}", file=sys.stderr)
         return 2
     config = FlashConfig.from_env()
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider(resource=build_resource(config), shutdown_on_exit=False)
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    # Bound before the executor routes sys.stderr: a live line written here must not be captured.
+    on_line = _LivePrinter(sys.stderr) if stream else None
     with RemoteExecutor(config, tracer_provider=tracer_provider) as executor:
-        response = executor.execute_sync(payload)
+        response = executor.execute_sync(request, on_line=on_line)
     if pretty:
-        out.write(format_pretty(response, format_span_tree(build_span_tree(spans.get_finished_spans()))))
+        tree = format_span_tree(build_span_tree(spans.get_finished_spans()))
+        out.write(format_pretty(response, tree, include_stdout=not stream))
     else:
         out.write(response.model_dump_json(indent=2) + "\n")
     return 0 if response.success else 1
 
 
-def format_pretty(response: FunctionResponse, span_tree: str) -> str:
+class _LivePrinter:
+    """Writes each captured line to a stream as it is emitted."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def __call__(self, line: str) -> None:
+        self._stream.write(line + "\n")
+        self._stream.flush()
+
+
+def _serve(host: str, port: int, max_request_bytes: int | None) -> int:
+    try:
+        import uvicorn
+
+        from otel_flash.server import create_app
+    except ImportError as exc:
+        print(
+            f"otel-flash serve needs the server extra: pip install 'otel-flash[server]' ({exc})",
+            file=sys.stderr,
+        )
+        return 2
+    overrides: dict[str, Any] = {} if max_request_bytes is None else {"max_request_bytes": max_request_bytes}
+    config = FlashConfig.from_env(**overrides)
+    app = create_app(config=config, console_log=True)
+    # uvicorn re-raises the stopping signal once it has shut down gracefully; with these
+    # no-op handlers in place that ends here, so a graceful stop exits 0.
+    previous = {sig: signal.signal(sig, _ignore_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        uvicorn.run(
+            app, host=host, port=port, log_level=config.log_level.lower(), timeout_graceful_shutdown=30
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def _ignore_signal(_signum: int, _frame: FrameType | None) -> None:
+    """Stands in while uvicorn runs; uvicorn handles the stop itself."""
+
+
+def format_pretty(response: FunctionResponse, span_tree: str, *, include_stdout: bool = True) -> str:
     """A person's view of a response: stdout, result or error, and the span tree."""
-    parts = ["── stdout " + "─" * 50, (response.stdout or "").rstrip("\n")]
+    parts = ["── stdout " + "─" * 50, (response.stdout or "").rstrip("\n")] if include_stdout else []
     if response.success:
         parts += ["── result " + "─" * 50, _result_text(response)]
     else:

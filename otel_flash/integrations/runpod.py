@@ -1,0 +1,131 @@
+"""RunPod serverless handlers, all jobs of a worker process on one executor.
+
+Plain (the job's output is the ``FunctionResponse``)::
+
+    import runpod
+    from otel_flash.integrations.runpod import handler
+
+    runpod.serverless.start({"handler": handler})
+
+Streaming (yields ``{"type": "log", "line": ...}`` per captured line as it is
+emitted, then ``{"type": "response", "response": {...}}``)::
+
+    from otel_flash.integrations.runpod import stream_handler
+
+    runpod.serverless.start({"handler": stream_handler, "return_aggregate_stream": True})
+
+The executor is created on the first job, not at import, and lives as long as
+the process: class instances persist across jobs (the reference worker builds an
+executor per job and loses them). Telemetry is flushed after every job, since a
+serverless worker can be stopped at any moment between jobs, and at exit. The job
+id is recorded on ``flash.execute`` as ``flash.job_id``.
+
+As in the reference worker, the plain handler returns the response as a dict:
+RunPod moves a non-null ``error`` out of ``output`` into the job's ``error`` and
+marks the job failed. The streaming events never carry a top-level ``error``,
+so a failed execution arrives as its ``response`` event with ``success: false``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import Any
+
+from otel_flash.executor import RemoteExecutor
+from otel_flash.streaming import ExecutionStreams, event_dict
+
+JOB_ID_ATTRIBUTE = "flash.job_id"
+
+
+class RunPodWorker:
+    """The jobs of one worker process, on one lazily created executor.
+
+    Args:
+        executor_factory: builds the executor on the first job (default:
+            ``RemoteExecutor()``, configured from the environment).
+        flush_each_job: flush spans and log records after every job.
+    """
+
+    def __init__(
+        self,
+        executor_factory: Callable[[], RemoteExecutor] = RemoteExecutor,
+        *,
+        flush_each_job: bool = True,
+    ) -> None:
+        self._factory = executor_factory
+        self._flush_each_job = flush_each_job
+        self._lock = threading.Lock()
+        self._executor: RemoteExecutor | None = None
+        self._streams: ExecutionStreams | None = None
+
+    @property
+    def executor(self) -> RemoteExecutor:
+        """The process's executor, created (and registered for shutdown at exit) on first use."""
+        return self._ensure()[0]
+
+    async def handle(self, job: Mapping[str, Any]) -> dict[str, Any]:
+        """Run the job's ``input`` request; return the ``FunctionResponse`` as a JSON-able dict.
+
+        An input that is not a valid request gives a failed response, never an exception.
+        """
+        request: Any = job.get("input")
+        response = await self.executor.execute(request, attributes=_attributes(job))
+        await self._flush()
+        return response.model_dump(mode="json")
+
+    async def stream(self, job: Mapping[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        """Yield a log event per captured line as it is emitted, then the response event."""
+        request: Any = job.get("input")
+        _executor, streams = self._ensure()
+        try:
+            async for event in streams.stream(request, attributes=_attributes(job)):
+                yield event_dict(event)
+        finally:
+            await self._flush()
+
+    def shutdown(self) -> None:
+        """Shut the executor down (flushing telemetry); a later job creates a new one."""
+        with self._lock:
+            executor, self._executor, self._streams = self._executor, None, None
+        if executor is not None:
+            atexit.unregister(self.shutdown)
+            executor.shutdown()
+
+    def _ensure(self) -> tuple[RemoteExecutor, ExecutionStreams]:
+        with self._lock:
+            if self._executor is None or self._streams is None:
+                self._executor = self._factory()
+                self._streams = ExecutionStreams(self._executor)
+                atexit.register(self.shutdown)
+            return self._executor, self._streams
+
+    async def _flush(self) -> None:
+        if self._flush_each_job and self._executor is not None:
+            await asyncio.to_thread(self._executor.force_flush)
+
+
+def _attributes(job: Mapping[str, Any]) -> dict[str, str]:
+    job_id = job.get("id")
+    return {JOB_ID_ATTRIBUTE: str(job_id)} if job_id is not None else {}
+
+
+_worker = RunPodWorker()
+
+
+async def handler(job: dict[str, Any]) -> dict[str, Any]:
+    """RunPod handler: run ``job["input"]`` (a ``FunctionRequest``) on the process's executor."""
+    return await _worker.handle(job)
+
+
+async def stream_handler(job: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+    """RunPod generator handler: the job's log lines as they are emitted, then its response."""
+    async for event in _worker.stream(job):
+        yield event
+
+
+def default_worker() -> RunPodWorker:
+    """The worker behind :func:`handler` and :func:`stream_handler`."""
+    return _worker

@@ -1,0 +1,120 @@
+"""Live streams of executions: each captured line as it is emitted, then the response.
+
+:class:`ExecutionStreams` runs every streamed execution in an asyncio task of its
+own. The consumer of :meth:`ExecutionStreams.stream` only reads a queue that the
+execution's line subscriber fills; a consumer that goes away (an HTTP client that
+disconnects) stops reading, its later lines are dropped, and the execution still
+runs to completion. :meth:`ExecutionStreams.drain` waits for those orphans at
+shutdown.
+
+The wire form of a stream is NDJSON, one :func:`event_json` object per line::
+
+    {"type": "log", "line": "2026-11-28T11:15:25.123Z | INFO | loading"}
+    {"type": "response", "response": {"success": true, ...}}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from otel_flash._internal import internal_logger
+from otel_flash.executor import RemoteExecutor, RequestLike
+from otel_flash.protocol import FunctionResponse
+
+NDJSON_MEDIA_TYPE = "application/x-ndjson"
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One captured line of a running execution (may hold newlines: a traceback stays whole)."""
+
+    line: str
+
+
+StreamEvent = LogLine | FunctionResponse
+
+
+def event_dict(event: StreamEvent) -> dict[str, Any]:
+    """The JSON object of one stream event: ``{"type": "log", ...}`` or ``{"type": "response", ...}``."""
+    if isinstance(event, LogLine):
+        return {"type": "log", "line": event.line}
+    return {"type": "response", "response": event.model_dump(mode="json")}
+
+
+def event_json(event: StreamEvent) -> str:
+    """One NDJSON line (with its ``\\n``) for ``event``."""
+    return json.dumps(event_dict(event), ensure_ascii=False) + "\n"
+
+
+class _Feed:
+    """The line subscriber of one stream: hands lines to the event loop, fast and thread-safe.
+
+    It is called from whichever thread emits the line, under the execution log's
+    lock, so it only schedules a queue put; once closed it drops lines.
+    """
+
+    __slots__ = ("_loop", "_queue", "closed")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
+        self._loop = loop
+        self._queue = queue
+        self.closed = False
+
+    def __call__(self, line: str) -> None:
+        if self.closed:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, line)
+        except RuntimeError:  # the loop is closed: nobody is left to read the line
+            self.closed = True
+
+
+class ExecutionStreams:
+    """Streams executions of one executor; each runs in its own task, whatever the reader does."""
+
+    def __init__(self, executor: RemoteExecutor) -> None:
+        self._executor = executor
+        self._running: set[asyncio.Task[FunctionResponse]] = set()
+
+    @property
+    def running(self) -> int:
+        """Streamed executions still running (including those whose reader left)."""
+        return len(self._running)
+
+    async def stream(
+        self, request: RequestLike, *, attributes: Mapping[str, str] | None = None
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Yield a :class:`LogLine` per captured line as it is emitted, then the response.
+
+        Closing or cancelling the iterator early leaves the execution running.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        feed = _Feed(loop, queue)
+        task = loop.create_task(self._executor.execute(request, on_line=feed, attributes=attributes))
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+        # Lines are queued with call_soon_threadsafe before the task can finish, so the
+        # end marker scheduled by this done callback always comes after the last line.
+        task.add_done_callback(lambda _task: queue.put_nowait(None))
+        try:
+            while (line := await queue.get()) is not None:
+                yield LogLine(line)
+            yield task.result()
+        finally:
+            feed.closed = True
+
+    async def drain(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for running executions; return how many are still running."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout_s)
+        return len(self._running)
+
+    def _finished(self, task: asyncio.Task[FunctionResponse]) -> None:
+        self._running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            internal_logger().error("a streamed execution failed", exc_info=task.exception())

@@ -1,0 +1,186 @@
+"""The installed ``otel-flash`` console script, run in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.requests import function_request, stdout_lines
+
+SCRIPT = str(Path(sys.executable).parent / "otel-flash")
+EXAMPLES = Path(__file__).parent.parent / "examples"
+HELLO = """
+import logging
+
+def hello(name):
+    logging.getLogger("hello").info("greeting %s", name)
+    print(f"Hello, {name}!")
+    return f"Hello, {name}!"
+"""
+GATED = """
+import logging, os, time
+
+def gated(gate):
+    logging.getLogger("gated").info("before the gate")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the test never opened the gate")
+        time.sleep(0.01)
+    logging.getLogger("gated").info("after the gate")
+    return "opened"
+"""
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "FLASH_", "LOG_LEVEL"))}
+
+
+def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``otel-flash ARGS`` to completion."""
+    return subprocess.run(
+        [SCRIPT, *args], input=stdin, capture_output=True, text=True, timeout=90, env=_env(), check=False
+    )
+
+
+def _write(tmp_path: Path, request: dict[str, Any]) -> str:
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(request))
+    return str(path)
+
+
+def test_help_explains_commands_and_exit_codes() -> None:
+    """`--help` of the tool and of each command names the commands, options and exit codes."""
+    top, run, serve = run_cli("--help"), run_cli("run", "--help"), run_cli("serve", "--help")
+    assert (top.returncode, run.returncode, serve.returncode) == (0, 0, 0)
+    assert "run" in top.stdout and "serve" in top.stdout and "exit codes:" in top.stdout
+    assert all(
+        option in run.stdout for option in ("REQUEST", "--pretty", "--stream", "1  the execution failed")
+    )
+    assert all(option in serve.stdout for option in ("--host", "--port", "/execute/stream", "/ping"))
+
+
+def test_run_prints_the_response_and_exits_0(tmp_path: Path) -> None:
+    """A successful execution prints the FunctionResponse JSON and exits 0."""
+    done = run_cli("run", _write(tmp_path, function_request(HELLO, "hello", "cli")))
+    assert done.returncode == 0, done.stderr
+    response = json.loads(done.stdout)
+    assert response["json_result"] == "Hello, cli!"
+    assert stdout_lines(response["stdout"])[1] == "Hello, cli!"
+
+
+def test_run_reads_a_runpod_envelope_from_stdin() -> None:
+    """`run -` reads the request from standard input, RunPod envelope included."""
+    request = {"input": function_request(HELLO, "hello", "stdin")}
+    done = run_cli("run", "-", stdin=json.dumps(request))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["json_result"] == "Hello, stdin!"
+
+
+def test_failed_execution_exits_1_with_the_response() -> None:
+    """A user error still prints the response (success false) and exits 1."""
+    done = run_cli("run", str(EXAMPLES / "failing.json"))
+    assert done.returncode == 1
+    response = json.loads(done.stdout)
+    assert response["success"] is False
+    assert "ZeroDivisionError" in response["error"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read request"),
+        ("{not json", "cannot read request"),
+        ('{"function_name": "f"}', "'function_code' is required"),
+    ],
+    ids=["missing-file", "malformed-json", "invalid-request"],
+)
+def test_unusable_input_exits_2_with_a_message(tmp_path: Path, content: str | None, message: str) -> None:
+    """A missing file, malformed JSON or an invalid request exits 2 and says why on stderr."""
+    path = tmp_path / "request.json"
+    if content is not None:
+        path.write_text(content)
+    done = run_cli("run", str(path))
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert message in done.stderr
+
+
+def test_pretty_shows_stdout_result_and_span_tree(tmp_path: Path) -> None:
+    """`--pretty` prints the captured lines, the decoded result and the span tree."""
+    done = run_cli("run", "--pretty", _write(tmp_path, function_request(HELLO, "hello", "p")))
+    assert done.returncode == 0, done.stderr
+    assert "── stdout" in done.stdout and "Hello, p!" in done.stdout
+    assert "── result " in done.stdout and '\n"Hello, p!"\n' in done.stdout
+    assert "── spans" in done.stdout and "flash.execute" in done.stdout
+
+
+def test_stream_prints_lines_live_on_stderr(tmp_path: Path) -> None:
+    """`--stream` writes the first line while the function is still blocked; stdout keeps the JSON."""
+    gate = tmp_path / "gate"
+    request = _write(tmp_path, function_request(GATED, "gated", str(gate)))
+    process = subprocess.Popen(
+        [SCRIPT, "run", "--stream", request],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    assert process.stderr is not None
+    first = process.stderr.readline()
+    gate.touch()
+    out, err = process.communicate(timeout=90)
+    assert first.rstrip().endswith(" | INFO | before the gate")
+    assert err.rstrip().endswith(" | INFO | after the gate")
+    assert process.returncode == 0
+    assert json.loads(out)["json_result"] == "opened"
+
+
+def test_serve_runs_the_worker_and_stops_cleanly_on_sigterm() -> None:
+    """`serve --host --port` answers /ping and /execute; SIGTERM exits 0 after flushing.
+
+    Its console shows the worker's own lines, not the lines of executions.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [SCRIPT, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_ping(url, process)
+        answer = httpx.post(f"{url}/execute", json=function_request(HELLO, "hello", "srv"), timeout=60)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    assert answer.json()["json_result"] == "Hello, srv!"
+    assert process.returncode == 0, err
+    assert "| INFO | flash.server | otel-flash worker 0.1.0 ready" in err
+    assert "| INFO | flash.server | otel-flash worker stopping: flushing telemetry" in err
+    assert "greeting srv" not in out + err
+
+
+def _wait_for_ping(url: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{url}/ping", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    pytest.fail("otel-flash serve did not come up")

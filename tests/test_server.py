@@ -1,0 +1,339 @@
+"""The HTTP worker, served by a real uvicorn on a free loopback port and driven with httpx."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_flash import FlashConfig, RemoteExecutor
+from otel_flash.server import create_app
+from otel_flash.testing import TelemetryCapture
+from tests.requests import function_request, stdout_lines
+
+HELLO = """
+import logging
+
+def hello(name):
+    logging.getLogger("hello").info("greeting %s", name)
+    print(f"Hello, {name}!")
+    return f"Hello, {name}!"
+"""
+# Logs, then blocks until the test creates ``gate``, then logs ``lines`` more lines and
+# writes ``done``: the test decides when the function returns, no timing involved.
+GATED = """
+import logging, os, time
+
+def gated(gate, done, lines=1):
+    log = logging.getLogger("gated")
+    log.info("before the gate")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the test never opened the gate")
+        time.sleep(0.01)
+    for i in range(lines):
+        log.info("after the gate %d", i)
+    with open(done, "w") as f:
+        f.write("done")
+    return "opened"
+"""
+TAGGED = """
+import logging
+
+def tagged(tag):
+    for i in range(30):
+        logging.getLogger("tagged").info("%s line %d", tag, i)
+        print(f"{tag} print {i}")
+    return tag
+"""
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """Run ``app`` on uvicorn in a thread on a free 127.0.0.1 port; yield its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_config=None, lifespan="on", loop="asyncio", ws="none")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        _wait_for(lambda: server.started or not thread.is_alive(), "the server to start")
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(60)
+        sock.close()
+
+
+def _wait_for(condition: Callable[[], bool], what: str, limit_s: float = 60.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def base_url(executor: RemoteExecutor) -> Iterator[str]:
+    """A worker on the in-memory ``executor``, with a small body limit."""
+    with serving(create_app(executor, max_body_bytes=64 << 10)) as url:
+        yield url
+
+
+@pytest.fixture
+def client(base_url: str) -> Iterator[httpx.Client]:
+    """An HTTP client for the worker."""
+    with httpx.Client(base_url=base_url, timeout=60) as instance:
+        yield instance
+
+
+def _events(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    for line in response.iter_lines():
+        if line:
+            yield json.loads(line)
+
+
+def test_execute_answers_the_function_response(client: httpx.Client) -> None:
+    """POST /execute runs a plain request and answers its FunctionResponse with the captured lines."""
+    response = client.post("/execute", json=function_request(HELLO, "hello", "world"))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["success"] is True
+    assert body["json_result"] == "Hello, world!"
+    lines = stdout_lines(body["stdout"])
+    assert lines[0].endswith(" | INFO | greeting world")
+    assert lines[1] == "Hello, world!"
+
+
+def test_runpod_envelope_in_gives_output_envelope_out(
+    client: httpx.Client, telemetry: TelemetryCapture
+) -> None:
+    """A {"input": ...} body is answered as {"output": ...}; its job id lands on flash.execute."""
+    request = {"input": function_request(HELLO, "hello", "pod"), "id": "job-7"}
+    response = client.post("/execute", json=request, headers={"X-Request-ID": "req-1"})
+    assert response.status_code == 200
+    body = response.json()
+    assert list(body) == ["output"]
+    assert body["output"]["json_result"] == "Hello, pod!"
+    attributes = telemetry.span("flash.execute").attributes or {}
+    assert attributes["flash.job_id"] == "job-7"
+    assert attributes["flash.request_id"] == "req-1"
+
+
+def test_traceparent_header_continues_the_callers_trace(
+    client: httpx.Client, telemetry: TelemetryCapture
+) -> None:
+    """A W3C traceparent header makes flash.execute a child of the caller's span."""
+    response = client.post(
+        "/execute", json=function_request(HELLO, "hello", "x"), headers={"traceparent": TRACEPARENT}
+    )
+    assert response.json()["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    root = telemetry.span("flash.execute")
+    assert root.parent is not None
+    assert root.parent.span_id == 0xB7AD6B7169203331
+
+
+def test_trace_context_field_wins_over_the_header(client: httpx.Client) -> None:
+    """When the request carries trace_context, the traceparent header is ignored."""
+    own = "00-11111111111111111111111111111111-2222222222222222-01"
+    request = {**function_request(HELLO, "hello", "x"), "trace_context": {"traceparent": own}}
+    response = client.post("/execute", json=request, headers={"traceparent": TRACEPARENT})
+    assert response.json()["trace_id"] == "11111111111111111111111111111111"
+
+
+def test_user_code_failure_is_200_with_success_false(client: httpx.Client) -> None:
+    """An exception in user code is a normal response: 200, success false, the error named."""
+    code = "def divide(a, b):\n    return a / b\n"
+    response = client.post("/execute", json=function_request(code, "divide", 1, 0))
+    assert response.status_code == 200
+    assert response.json()["success"] is False
+    assert "ZeroDivisionError" in response.json()["error"]
+
+
+def test_malformed_json_is_400_with_the_parse_error(client: httpx.Client) -> None:
+    """A body that is not JSON gets 400 and says where parsing failed."""
+    response = client.post(
+        "/execute", content=b'{"function_name": ', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("malformed JSON: ")
+
+
+def test_invalid_request_is_422_naming_the_field(client: httpx.Client) -> None:
+    """JSON that is not a valid request gets 422 with the request error's message."""
+    response = client.post("/execute/stream", json={"function_name": "f"})
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": "invalid request: 'function_code' is required for execution_type 'function'"
+    }
+
+
+def test_json_that_is_not_an_object_is_422(client: httpx.Client) -> None:
+    """A JSON array or string is not a request."""
+    response = client.post("/execute", json=["function_name"])
+    assert response.status_code == 422
+    assert response.json() == {"detail": "request must be a JSON object, got list"}
+
+
+def test_declared_body_over_the_limit_is_413(client: httpx.Client) -> None:
+    """A Content-Length over max_body_bytes is refused with 413 before the body is read."""
+    response = client.post("/execute", content=b" " * (65 << 10))
+    assert response.status_code == 413
+    assert "over the limit of 65536 bytes" in response.json()["detail"]
+
+
+def test_chunked_body_over_the_limit_is_413(client: httpx.Client) -> None:
+    """A chunked body without Content-Length is cut off with 413 once it passes the limit."""
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(80):
+            yield b" " * 1024
+
+    response = client.post("/execute", content=chunks())
+    assert response.status_code == 413
+
+
+def test_stream_sends_lines_then_the_response(client: httpx.Client) -> None:
+    """POST /execute/stream is NDJSON: one log event per captured line, in order, then the response."""
+    with client.stream("POST", "/execute/stream", json=function_request(HELLO, "hello", "s")) as response:
+        assert response.headers["content-type"] == "application/x-ndjson"
+        events = list(_events(response))
+    *logs, last = events
+    assert [event["type"] for event in logs] == ["log", "log"]
+    assert logs[0]["line"].endswith(" | INFO | greeting s")
+    assert logs[1] == {"type": "log", "line": "Hello, s!"}
+    assert last["type"] == "response"
+    assert last["response"]["json_result"] == "Hello, s!"
+    assert stdout_lines(last["response"]["stdout"]) == [event["line"] for event in logs]
+
+
+def test_stream_line_arrives_before_the_function_returns(client: httpx.Client, tmp_path: Path) -> None:
+    """The first line reaches the client while the function is still blocked on the test's gate."""
+    gate, done = tmp_path / "gate", tmp_path / "done"
+    request = function_request(GATED, "gated", str(gate), str(done))
+    with client.stream("POST", "/execute/stream", json=request) as response:
+        events = _events(response)
+        first = next(events)
+        assert first["line"].endswith(" | INFO | before the gate")
+        assert not done.exists()
+        gate.touch()
+        rest = list(events)
+    assert rest[0]["line"].endswith(" | INFO | after the gate 0")
+    assert rest[-1]["response"]["json_result"] == "opened"
+
+
+def test_ping_answers_while_a_sync_function_blocks(client: httpx.Client, tmp_path: Path) -> None:
+    """GET /ping is answered while sync user code holds a worker thread."""
+    gate, done = tmp_path / "gate", tmp_path / "done"
+    request = function_request(GATED, "gated", str(gate), str(done))
+    with client.stream("POST", "/execute/stream", json=request) as response:
+        events = _events(response)
+        next(events)  # the function is now running and blocked
+        with httpx.Client(base_url=str(client.base_url), timeout=60) as other:
+            ping = other.get("/ping")
+        assert not done.exists()
+        gate.touch()
+        final = list(events)[-1]
+    assert ping.status_code == 200
+    assert ping.json() == {"status": "healthy"}
+    assert final["response"]["success"] is True
+
+
+def test_client_disconnect_does_not_stop_the_execution(
+    base_url: str, telemetry: TelemetryCapture, tmp_path: Path
+) -> None:
+    """A stream client that leaves mid-stream: the execution still completes and the worker serves on."""
+    gate, done = tmp_path / "gate", tmp_path / "done"
+    request = function_request(GATED, "gated", str(gate), str(done), lines=200)
+    with (
+        httpx.Client(base_url=base_url, timeout=60) as leaving,
+        leaving.stream("POST", "/execute/stream", json=request) as response,
+    ):
+        next(_events(response))
+    _wait_for(
+        lambda: any("client went away" in body for body in telemetry.log_bodies()),
+        "the server to notice the disconnect",
+    )
+    assert not done.exists()
+    gate.touch()  # the client is gone; 200 more lines are emitted with nobody reading
+    _wait_for(done.exists, "the orphaned execution to finish")
+    _wait_for(lambda: any(s.name == "flash.execute" for s in telemetry.spans()), "its flash.execute span")
+    assert (telemetry.span("flash.execute").attributes or {})["flash.success"] is True
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        assert client.get("/ping").status_code == 200
+        after = client.post("/execute", json=function_request(HELLO, "hello", "again"))
+    assert after.json()["json_result"] == "Hello, again!"
+
+
+def test_concurrent_requests_keep_their_own_lines(client: httpx.Client) -> None:
+    """Concurrent plain and streamed requests each get only their own lines."""
+
+    def plain(tag: str) -> list[str]:
+        body = client.post("/execute", json=function_request(TAGGED, "tagged", tag)).json()
+        return stdout_lines(body["stdout"])
+
+    def streamed(tag: str) -> list[str]:
+        with client.stream("POST", "/execute/stream", json=function_request(TAGGED, "tagged", tag)) as r:
+            return [event["line"] for event in _events(r) if event["type"] == "log"]
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = {f"t{i}": pool.submit(plain if i % 2 else streamed, f"t{i}") for i in range(8)}
+        results = {tag: future.result() for tag, future in futures.items()}
+    for tag, lines in results.items():
+        assert len(lines) == 60
+        assert all(f"{tag} " in line for line in lines), (tag, lines)
+
+
+def test_shutdown_flushes_an_injected_executors_telemetry() -> None:
+    """Stopping the server flushes spans a batch processor still holds."""
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(spans, schedule_delay_millis=3_600_000))
+    with RemoteExecutor(FlashConfig(), tracer_provider=provider) as executor:
+        with serving(create_app(executor)) as url:
+            httpx.post(f"{url}/execute", json=function_request(HELLO, "hello", "b"), timeout=60)
+            held = [span.name for span in spans.get_finished_spans()]
+        flushed = [span.name for span in spans.get_finished_spans()]
+    provider.shutdown()
+    assert "flash.execute" not in held
+    assert "flash.execute" in flushed
+
+
+def test_app_without_executor_creates_and_shuts_down_its_own() -> None:
+    """Without an injected executor the app builds one at start-up and removes its bridge at shutdown."""
+    root = logging.getLogger()
+    before = list(root.handlers)
+    with serving(create_app(config=FlashConfig())) as url:
+        response = httpx.post(f"{url}/execute", json=function_request(HELLO, "hello", "own"), timeout=60)
+        during = list(root.handlers)
+    assert response.json()["success"] is True
+    assert len(during) == len(before) + 1
+    assert root.handlers == before
+
+
+def test_max_body_bytes_must_be_positive() -> None:
+    """A zero body limit is a configuration error, raised when the app is built."""
+    from otel_flash import ConfigError
+
+    with pytest.raises(ConfigError, match="max_body_bytes must be at least 1"):
+        create_app(config=FlashConfig(), max_body_bytes=0)
