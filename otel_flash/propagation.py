@@ -1,4 +1,4 @@
-"""W3C trace context across the wire: a request's ``trace_context`` carrier in."""
+"""W3C trace context across the wire: a request's ``trace_context`` carrier in, a caller's out."""
 
 from __future__ import annotations
 
@@ -28,6 +28,16 @@ def extract_context(carrier: Mapping[str, str] | None) -> Context | None:
     if "traceparent" in clean and not trace.get_current_span(context).get_span_context().is_valid:
         _log.warning("ignoring malformed trace_context traceparent %r", clean["traceparent"][:80])
     return context
+
+
+def inject_context(context: Context | None = None) -> dict[str, str]:
+    """``traceparent``, ``tracestate`` and ``baggage`` of ``context`` (default: the current one).
+
+    Empty when there is no valid span and no baggage to send.
+    """
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=context)
+    return carrier
 
 
 def format_trace_id(span: trace.Span) -> str:
