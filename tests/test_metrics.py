@@ -45,7 +45,9 @@ class Metrics:
                     if metric.name == name:
                         for point in metric.data.data_points:
                             value = getattr(point, "value", None)
-                            found.append((dict(point.attributes or {}), getattr(point, "count", value)))
+                            found.append(
+                                (dict(point.attributes or {}), float(getattr(point, "count", value) or 0))
+                            )
         return found
 
 
