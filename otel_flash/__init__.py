@@ -12,6 +12,7 @@ from otel_flash.exceptions import (
 from otel_flash.executor import RemoteExecutor
 from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
 from otel_flash.telemetry import Telemetry, configure_telemetry
+from otel_flash.workspace import current_workspace
 
 __all__ = [
     "ConfigError",
@@ -27,6 +28,7 @@ __all__ = [
     "Telemetry",
     "__version__",
     "configure_telemetry",
+    "current_workspace",
     "parse_request",
 ]
 

@@ -41,6 +41,7 @@ from otel_flash.render import LineRenderer, report_line
 from otel_flash.serialization import decode_arguments, encode_result
 from otel_flash.stdio import StdioRouting, emit_stream_line
 from otel_flash.telemetry import resolve_telemetry
+from otel_flash.workspace import Workspace, bind_workspace
 
 _log = logging.getLogger("flash.executor")
 RequestLike = FunctionRequest | Mapping[str, Any]
@@ -73,6 +74,7 @@ class _RunState:
     phases_ms: dict[str, float] = field(default_factory=dict)
     failed_phase: str | None = None
     instance: Instance | None = None
+    workspace: Workspace | None = None
 
 
 class RemoteExecutor:
@@ -183,6 +185,7 @@ class RemoteExecutor:
         if self.config.propagate_threads:
             threads.release()
         self._pool.shutdown(wait=False)
+        self._dependencies.close()
         self._telemetry.shutdown()
 
     def __enter__(self) -> RemoteExecutor:
@@ -217,9 +220,11 @@ class RemoteExecutor:
         self._bridge.ensure_installed()
         if self._stdio is not None:
             self._stdio.ensure_installed()
-        state = _RunState()
+        workspace = Workspace(cfg.workspace_path)
+        state = _RunState(workspace=workspace)
         fields: dict[str, Any] = {"success": False}
-        token = otel_context.attach(self._capture.bind(log))
+        # the workspace must be in the attached context: spans inherit the current one
+        token = otel_context.attach(bind_workspace(workspace, self._capture.bind(log)))
         try:
             parent = self._capture.bind(log, extract_context(_carrier_of(payload)))
             with self._tracer.start_as_current_span(
@@ -253,6 +258,7 @@ class RemoteExecutor:
         finally:
             log.close()
             otel_context.detach(token)
+            workspace.close()
         total_ms = (time.perf_counter_ns() - started) / 1e6
         report = report_line(
             fields["trace_id"],
@@ -274,12 +280,19 @@ class RemoteExecutor:
         root.set_attribute("flash.execution_type", request.execution_type)
         if request.instance_id:
             root.set_attribute("flash.instance_id", request.instance_id)
+        workspace = state.workspace
+        installs = bool(request.system_dependencies or request.dependencies)
+        if workspace is not None and (installs or workspace.persistent):  # else made on first use
+            with self._phase("flash.workspace.setup", state) as span:
+                path = yield _Call(workspace.path)
+                span.set_attribute("flash.workspace.path", str(path))
+        where = {"cwd": str(workspace.path())} if workspace is not None and installs else {}
         if request.system_dependencies:
             with self._phase("flash.dependencies.system", state):
-                yield _Call(self._dependencies.install_system, (request.system_dependencies,))
+                yield _Call(self._dependencies.install_system, (request.system_dependencies,), where)
         if request.dependencies:
             with self._phase("flash.dependencies.python", state):
-                yield _Call(self._dependencies.install_python, (request.dependencies,))
+                yield _Call(self._dependencies.install_python, (request.dependencies,), where)
         with self._phase("flash.function.load", state):
             target: _Target = yield _Call(self._load, (request,))
         state.instance = target.instance
