@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from opentelemetry._logs import Logger
+from opentelemetry._logs import Logger, LogRecord
 from opentelemetry.instrumentation.logging.handler import _RESERVED_ATTRS, LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.util.types import AnyValue
+
+from otel_flash.redaction import Redactor
 
 
 class FlashLoggingHandler(LoggingHandler):
@@ -19,8 +21,11 @@ class FlashLoggingHandler(LoggingHandler):
     Everything else, the recursion guard included, is the stock behaviour.
     """
 
-    def __init__(self, level: int, logger_provider: LoggerProvider, log_code_attributes: bool) -> None:
+    def __init__(
+        self, level: int, logger_provider: LoggerProvider, log_code_attributes: bool, redact: Redactor
+    ) -> None:
         super().__init__(level, logger_provider, log_code_attributes)
+        self._redact = redact
         self._provider = logger_provider
         self._loggers: dict[str, Logger] = {}
 
@@ -29,6 +34,15 @@ class FlashLoggingHandler(LoggingHandler):
         if plain and record.__dict__.keys() <= _RESERVED_ATTRS:
             return {}, None
         return super()._get_attributes(record)
+
+    def _translate(self, record: logging.LogRecord) -> LogRecord:
+        translated = super()._translate(record)
+        if isinstance(translated.body, str):
+            translated.body = self._redact(translated.body)
+        if translated.attributes:
+            redact = self._redact.value
+            translated.attributes = {key: redact(value) for key, value in translated.attributes.items()}  # type: ignore[misc]  # AnyValue in, AnyValue out
+        return translated
 
     def emit(self, record: logging.LogRecord) -> None:
         """Translate ``record`` and emit it through the OTel logger named after its logger."""
@@ -52,12 +66,9 @@ class LogBridge:
     At DEBUG the handler also records ``code.*`` attributes (file and line).
     """
 
-    def __init__(self, logger_provider: LoggerProvider, level: int) -> None:
-        self.handler = FlashLoggingHandler(
-            level=level,
-            logger_provider=logger_provider,
-            log_code_attributes=level <= logging.DEBUG,
-        )
+    def __init__(self, logger_provider: LoggerProvider, level: int, redact: Redactor) -> None:
+        self._level = level
+        self.handler = FlashLoggingHandler(level, logger_provider, level <= logging.DEBUG, redact)
         root = logging.getLogger()
         self._previous_level = root.level
         if root.level == logging.NOTSET or root.level > level:
@@ -65,10 +76,28 @@ class LogBridge:
         root.addHandler(self.handler)
 
     def ensure_installed(self) -> None:
-        """Put the handler back if user code removed it from the root logger."""
+        """Put the handler and the level back if user code removed or raised them."""
         root = logging.getLogger()
         if self.handler not in root.handlers:
             root.addHandler(self.handler)
+        if root.level == logging.NOTSET or root.level > self._level:
+            root.setLevel(self._level)
+
+    def snapshot(self) -> tuple[tuple[logging.Handler, ...], int]:
+        """The root logger's handlers and level now, for :meth:`restore`."""
+        root = logging.getLogger()
+        return tuple(root.handlers), root.level
+
+    def restore(self, snapshot: tuple[tuple[logging.Handler, ...], int]) -> bool:
+        """Undo what user code did to the root logger since ``snapshot``; True if it had to."""
+        root = logging.getLogger()
+        handlers, level = snapshot
+        if tuple(root.handlers) == handlers and root.level == level:
+            return False
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        self.ensure_installed()
+        return True
 
     def uninstall(self) -> None:
         """Remove the handler and restore the root logger's level."""

@@ -87,7 +87,11 @@ class ExecutionLog:
         cut = 0
         if not bounded and len(line) > self._max_line_bytes // 4:  # shorter lines always fit
             line, cut = cut_line(line, self._max_line_bytes)
-        size = (len(line) if line.isascii() else utf8_size(line)) + 1
+        if line.isascii():
+            size = len(line) + 1
+        else:  # lone surrogates (undecodable bytes) become visible escapes: the response stays valid JSON
+            encoded = line.encode("utf-8", "backslashreplace")
+            line, size = encoded.decode("utf-8"), len(encoded) + 1
         with self._lock:
             if self._closed:
                 return

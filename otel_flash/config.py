@@ -11,7 +11,14 @@ from otel_flash.exceptions import ConfigError
 from otel_flash.export import ExportSettings
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
-DEFAULT_SECRET_PATTERNS = ("RUNPOD_API_KEY", "*_API_KEY", "*_TOKEN", "*_SECRET", "*_PASSWORD", "*_CREDENTIALS")
+DEFAULT_SECRET_PATTERNS = (
+    "RUNPOD_API_KEY",
+    "*_API_KEY",
+    "*_TOKEN",
+    "*_SECRET",
+    "*_PASSWORD",
+    "*_CREDENTIALS",
+)
 Installer = Literal["auto", "uv", "pip"]
 _LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -88,8 +95,8 @@ class FlashConfig:
     def __post_init__(self) -> None:
         for name in ("timeout_s", "max_timeout_s"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
-                msg = f"{name} must be positive, got {value!r}"
+            if value is not None and not 0 < value < float("inf"):
+                msg = f"{name} must be a positive number of seconds, got {value!r}"
                 raise ConfigError(msg)
         if self.log_level not in _LEVELS:
             msg = f"log_level must be one of {', '.join(_LEVELS)}, got {self.log_level!r}"

@@ -7,7 +7,8 @@ The tree::
     ├── RequestError            a request is malformed (bad field, unknown type)
     ├── SerializationError      arguments or a result cannot be decoded or encoded
     ├── LoadError               the code cannot be compiled, or the named object is missing
-    └── DependencyError         a dependency is refused or its installation failed
+    ├── DependencyError         a dependency is refused or its installation failed
+    └── ExecutionTimeout        the user's code ran past its time limit
 
 Inside an execution these never escape: the executor turns them into a
 ``FunctionResponse(success=False, error=...)``.
@@ -38,3 +39,7 @@ class LoadError(FlashError):
 
 class DependencyError(FlashError):
     """A dependency is refused before installation, or its installer failed."""
+
+
+class ExecutionTimeout(FlashError):
+    """The user's code ran past its time limit (``timeout_s``)."""

@@ -10,33 +10,32 @@ never blocked and there is one copy of the logic.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
-import inspect
 import logging
 import time
-import traceback
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from otel_flash import threads
 from otel_flash.bridge import LogBridge
+from otel_flash.calls import Call as _Call
+from otel_flash.calls import perform_async, perform_sync
 from otel_flash.capture import CaptureProcessor, ExecutionLog, LineSubscriber
 from otel_flash.config import FlashConfig
 from otel_flash.dependencies import DependencyInstaller
-from otel_flash.exceptions import FlashError, LoadError, RequestError
+from otel_flash.exceptions import LoadError, RequestError
+from otel_flash.failures import describe_error, record_failure
 from otel_flash.instances import Instance, InstanceRegistry
-from otel_flash.loader import CodeCache, is_user_filename, load_namespace, resolve, resolve_method
+from otel_flash.loader import CodeCache, load_namespace, resolve, resolve_method
 from otel_flash.propagation import extract_context, format_trace_id
 from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
+from otel_flash.redaction import Redactor
 from otel_flash.render import LineRenderer, report_line
 from otel_flash.serialization import decode_arguments, encode_result
 from otel_flash.stdio import StdioRouting, emit_stream_line
@@ -45,15 +44,6 @@ from otel_flash.workspace import Workspace, bind_workspace
 
 _log = logging.getLogger("flash.executor")
 RequestLike = FunctionRequest | Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """A blocking step of the pipeline, performed by the driver."""
-
-    fn: Callable[..., Any]
-    args: tuple[Any, ...] | list[Any] = ()
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +92,12 @@ class RemoteExecutor:
         self._capture = CaptureProcessor(LineRenderer(debug=level <= logging.DEBUG))
         provider.add_log_record_processor(self._capture)
         self._stdio_logger = provider.get_logger("flash.stdio")
-        self._bridge = LogBridge(provider, level)
+        self._redact = Redactor(self.config.secret_values)
+        self._bridge = LogBridge(provider, level, self._redact)
         self._stdio = (
-            StdioRouting(self._capture.current, self._stdio_logger) if self.config.capture_stdio else None
+            StdioRouting(self._capture.current, self._stdio_logger, self._redact)
+            if self.config.capture_stdio
+            else None
         )
         if self.config.propagate_threads:
             threads.acquire()
@@ -141,7 +134,7 @@ class RemoteExecutor:
             except StopIteration as stop:
                 response: FunctionResponse = stop.value
                 return response
-            value, error = _perform_sync(call)
+            value, error = perform_sync(call)
 
     async def execute(
         self,
@@ -163,7 +156,7 @@ class RemoteExecutor:
             except StopIteration as stop:
                 response: FunctionResponse = stop.value
                 return response
-            value, error = await self._perform_async(call)
+            value, error = await perform_async(call, self._pool)
 
     def in_execution(self) -> bool:
         """True when called inside one of this executor's executions (its log is bound)."""
@@ -194,18 +187,6 @@ class RemoteExecutor:
     def __exit__(self, *exc_info: object) -> None:
         self.shutdown()
 
-    async def _perform_async(self, call: _Call) -> tuple[Any, BaseException | None]:
-        try:
-            if inspect.iscoroutinefunction(call.fn):
-                return await call.fn(*call.args, **call.kwargs), None
-            run = functools.partial(contextvars.copy_context().run, call.fn, *call.args, **call.kwargs)
-            result = await asyncio.get_running_loop().run_in_executor(self._pool, run)
-            if inspect.isawaitable(result):
-                result = await result
-            return result, None
-        except BaseException as exc:  # handed to the pipeline, which decides what it means
-            return None, exc
-
     def _run(
         self,
         payload: RequestLike,
@@ -218,6 +199,7 @@ class RemoteExecutor:
         if on_line is not None:
             log.subscribe(on_line)
         self._bridge.ensure_installed()
+        logging_before = self._bridge.snapshot()
         if self._stdio is not None:
             self._stdio.ensure_installed()
         workspace = Workspace(cfg.workspace_path)
@@ -240,12 +222,17 @@ class RemoteExecutor:
                 except (GeneratorExit, asyncio.CancelledError):
                     raise
                 except BaseException as exc:
-                    fields = {"success": False, "error": _describe_error(exc)}
-                    _record_failure(root, exc, recorded=state.failed_phase is not None)
+                    fields = {"success": False, "error": self._redact(describe_error(exc))}
+                    record_failure(root, exc, self._redact, event=state.failed_phase is None)
                     _log.error("execution failed: %s: %s", type(exc).__name__, exc)
                 fields["trace_id"] = format_trace_id(root)
                 for stream, text in log.drain():
-                    emit_stream_line(self._stdio_logger, stream, text)
+                    emit_stream_line(self._stdio_logger, stream, self._redact(text))
+                if self._stdio is not None:
+                    for name in self._stdio.reclaim():
+                        _log.warning("user code replaced sys.%s; otel_flash restored it", name)
+                if self._bridge.restore(logging_before):
+                    _log.warning("user code reconfigured the root logger; otel_flash restored it")
                 captured = log.close()
                 root.set_attributes(
                     {
@@ -271,7 +258,10 @@ class RemoteExecutor:
         if state.instance is not None:
             fields.setdefault("instance_id", state.instance.instance_id)
             fields.setdefault("instance_info", state.instance.info())
-        return FunctionResponse(stdout="\n".join([*captured.lines(), report]) + "\n", **fields)
+        # fields are built here, not received: skip validating them again
+        return FunctionResponse.model_construct(
+            stdout="\n".join([*captured.lines(), report]) + "\n", **fields
+        )
 
     def _phases(
         self, payload: RequestLike, root: trace.Span, state: _RunState
@@ -293,12 +283,14 @@ class RemoteExecutor:
         if request.dependencies:
             with self._phase("flash.dependencies.python", state):
                 yield _Call(self._dependencies.install_python, (request.dependencies,), where)
+        limit = self._time_limit(request)
+        deadline = None if limit is None else time.monotonic() + limit
         with self._phase("flash.function.load", state):
-            target: _Target = yield _Call(self._load, (request,))
+            target: _Target = yield _Call(self._load, (request,), deadline=deadline, limit_s=limit)
         state.instance = target.instance
         root.set_attribute("code.function.name", target.qualname)
         with self._phase("flash.function.call", state, {"code.function.name": target.qualname}):
-            result = yield _Call(target.fn, target.args, target.kwargs)
+            result = yield _Call(target.fn, target.args, target.kwargs, deadline, limit)
         if target.instance is not None:
             target.instance.record_call()
             root.set_attribute("flash.instance_id", target.instance.instance_id)
@@ -306,22 +298,14 @@ class RemoteExecutor:
             encoded = encode_result(result, request.serialization_format)
         return {"success": True, **encoded}
 
-    @contextmanager
-    def _phase(
-        self, name: str, state: _RunState, attributes: Mapping[str, str] | None = None
-    ) -> Iterator[trace.Span]:
-        started = time.perf_counter_ns()
-        with self._tracer.start_as_current_span(
-            name, attributes=attributes, record_exception=False, set_status_on_exception=False
-        ) as span:
-            try:
-                yield span
-            except BaseException as exc:
-                state.failed_phase = name
-                _record_failure(span, exc, recorded=False)
-                raise
-            finally:
-                state.phases_ms[name.removeprefix("flash.")] = (time.perf_counter_ns() - started) / 1e6
+    def _time_limit(self, request: FunctionRequest) -> float | None:
+        """The request's limit, else the configured one; capped by ``max_timeout_s``."""
+        limit = request.timeout_s or self.config.timeout_s
+        cap = self.config.max_timeout_s
+        return cap if cap is not None and (limit is None or limit > cap) else limit
+
+    def _phase(self, name: str, state: _RunState, attributes: Mapping[str, str] | None = None) -> _Phase:
+        return _Phase(self._tracer, name, state, attributes, self._redact)
 
     def _load(self, request: FunctionRequest) -> _Target:
         fmt = request.serialization_format
@@ -356,18 +340,44 @@ class RemoteExecutor:
         return self._instances.add(class_name, cls(*args, **kwargs), request.instance_id)
 
 
-def _perform_sync(call: _Call) -> tuple[Any, BaseException | None]:
-    try:
-        result = call.fn(*call.args, **call.kwargs)
-        if inspect.isawaitable(result):
-            result = asyncio.run(_awaited(result))
-        return result, None
-    except BaseException as exc:  # handed to the pipeline, which decides what it means
-        return None, exc
+class _Phase:
+    """One phase: a current child span, its timing, and its failure recorded.
 
+    A plain class rather than ``start_as_current_span``: phases are on every
+    request's path, and this saves the decorator and generator layers.
+    """
 
-async def _awaited(awaitable: Any) -> Any:
-    return await awaitable
+    __slots__ = ("_attributes", "_name", "_redact", "_span", "_started", "_state", "_token", "_tracer")
+
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        name: str,
+        state: _RunState,
+        attributes: Mapping[str, str] | None,
+        redact: Redactor,
+    ) -> None:
+        self._redact = redact
+        self._tracer = tracer
+        self._name = name
+        self._state = state
+        self._attributes = attributes
+
+    def __enter__(self) -> trace.Span:
+        self._started = time.perf_counter_ns()
+        self._span = self._tracer.start_span(self._name, attributes=self._attributes)
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        otel_context.detach(self._token)
+        if exc is not None:
+            self._state.failed_phase = self._name
+            record_failure(self._span, exc, self._redact)
+        self._span.end()
+        self._state.phases_ms[self._name.removeprefix("flash.")] = (
+            time.perf_counter_ns() - self._started
+        ) / 1e6
 
 
 def _carrier_of(payload: RequestLike) -> Mapping[str, str] | None:
@@ -377,32 +387,3 @@ def _carrier_of(payload: RequestLike) -> Mapping[str, str] | None:
     source = inner if isinstance(inner, Mapping) and "trace_context" in inner else payload
     carrier = source.get("trace_context") if isinstance(source, Mapping) else None
     return carrier if isinstance(carrier, Mapping) else None
-
-
-def _record_failure(span: trace.Span, exc: BaseException, *, recorded: bool) -> None:
-    if not recorded:
-        span.record_exception(exc, escaped=True)
-    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:1024]))
-
-
-def _describe_error(exc: BaseException) -> str:
-    """Our own errors by their message; the user's with the traceback of their own code."""
-    if isinstance(exc, FlashError) and not _user_frames(exc):
-        return str(exc)
-    tb = exc.__traceback__
-    while tb is not None and not is_user_filename(tb.tb_frame.f_code.co_filename):
-        tb = tb.tb_next
-    if tb is None:  # raised before the submitted code ran (a bad call signature, say)
-        return "".join(traceback.format_exception_only(type(exc), exc)).rstrip()
-    lines = traceback.format_exception(type(exc), exc, tb)
-    return f"{type(exc).__name__}: {exc}\n\n{''.join(lines).rstrip()}"
-
-
-def _user_frames(exc: BaseException) -> bool:
-    cause = exc.__cause__
-    tb = cause.__traceback__ if cause is not None else None
-    while tb is not None:
-        if is_user_filename(tb.tb_frame.f_code.co_filename):
-            return True
-        tb = tb.tb_next
-    return False

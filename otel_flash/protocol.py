@@ -46,6 +46,7 @@ class FunctionRequest(BaseModel):
     accelerate_downloads: bool = True
     serialization_format: SerializationFormat = "cloudpickle"
     trace_context: dict[str, str] | None = None
+    timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _check_target(self) -> FunctionRequest:

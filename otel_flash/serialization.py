@@ -17,7 +17,7 @@ def encode_value(value: Any) -> str:
     """``base64(cloudpickle.dumps(value))``, as runpod-flash sends arguments."""
     try:
         payload: bytes = cloudpickle.dumps(value)
-    except Exception as exc:
+    except (Exception, RecursionError) as exc:
         msg = f"result of type {type(value).__name__} cannot be pickled: {exc}"
         raise SerializationError(msg) from exc
     return base64.b64encode(payload).decode("ascii")
@@ -59,7 +59,7 @@ def encode_result(value: Any, fmt: SerializationFormat) -> dict[str, Any]:
         return {"result": encode_value(value)}
     try:
         json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         msg = f"result of type {type(value).__name__} is not JSON-encodable: {exc}"
         raise SerializationError(msg) from exc
     return {"json_result": value}

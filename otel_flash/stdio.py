@@ -56,12 +56,14 @@ class StreamRouter(io.TextIOBase):
         stream: StreamName,
         current_log: Callable[[], ExecutionLog | None],
         logger: Logger,
+        redact: Callable[[str], str] = str,
     ) -> None:
         super().__init__()
         self.original = original
         self._stream = stream
         self._current_log = current_log
         self._logger = logger
+        self._redact = redact
 
     def write(self, text: str) -> int:
         """Capture ``text`` for the current execution, or pass it through."""
@@ -72,7 +74,7 @@ class StreamRouter(io.TextIOBase):
             msg = f"write() argument must be str, not {type(text).__name__}"
             raise TypeError(msg)
         for line in log.feed(self._stream, text):
-            emit_stream_line(self._logger, self._stream, line)
+            emit_stream_line(self._logger, self._stream, self._redact(line))
         return len(text)
 
     def flush(self) -> None:
@@ -107,9 +109,15 @@ class StdioRouting:
     wrapped again by :meth:`ensure_installed`, which the executor calls per execution.
     """
 
-    def __init__(self, current_log: Callable[[], ExecutionLog | None], logger: Logger) -> None:
+    def __init__(
+        self,
+        current_log: Callable[[], ExecutionLog | None],
+        logger: Logger,
+        redact: Callable[[str], str] = str,
+    ) -> None:
         self._current_log = current_log
         self._logger = logger
+        self._redact = redact
         self._routers: dict[StreamName, StreamRouter] = {}
         self.ensure_installed()
 
@@ -121,9 +129,21 @@ class StdioRouting:
             router = self._routers.get(stream)
             if current is router:
                 continue
-            router = StreamRouter(current, stream, self._current_log, self._logger)
+            router = StreamRouter(current, stream, self._current_log, self._logger, self._redact)
             self._routers[stream] = router
             setattr(sys, name, router)
+
+    def reclaim(self) -> list[str]:
+        """Put our routers back where code replaced them; the names of the streams reclaimed.
+
+        Called when an execution ends: a stream replaced during it was replaced by user code.
+        """
+        reclaimed: list[str] = []
+        for name, router in self._routers.items():
+            if getattr(sys, name) is not router:
+                setattr(sys, name, router)
+                reclaimed.append(name)
+        return reclaimed
 
     def uninstall(self) -> None:
         """Restore the streams this routing replaced, where nobody replaced them since."""

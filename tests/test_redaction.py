@@ -1,0 +1,76 @@
+"""Secrets never leave the worker: stdout, exported logs, span events and errors show ***."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from otel_flash import FlashConfig, RemoteExecutor
+from otel_flash.redaction import Redactor
+from otel_flash.testing import TelemetryCapture
+from tests.requests import function_request
+
+SECRET = "sk-live-0123456789abcdef"
+LEAKY = f"""
+import logging, sys
+log = logging.getLogger("leaky")
+
+def leak():
+    log.info("using key {SECRET}")
+    print("fetching https://alice:hunter22@example.org/data")
+    sys.stderr.write("Authorization: Bearer {SECRET}\\n")
+    log.info("extra", extra={{"api_key": "{SECRET}"}})
+    raise RuntimeError("auth failed for {SECRET}")
+"""
+
+
+@pytest.fixture
+def guarded(telemetry: TelemetryCapture) -> Iterator[RemoteExecutor]:
+    """An executor whose config holds SECRET as an environment secret."""
+    config = FlashConfig.from_env({"RUNPOD_API_KEY": SECRET})
+    with RemoteExecutor(
+        config, tracer_provider=telemetry.tracer_provider, logger_provider=telemetry.logger_provider
+    ) as executor:
+        yield executor
+
+
+def test_from_env_collects_values_of_secret_variables() -> None:
+    """Variables matching the patterns become secret values; others do not; repr hides them."""
+    config = FlashConfig.from_env({"HF_TOKEN": "hf_abcdefgh", "DB_PASSWORD": "pa55word!", "HOME": "/root"})
+    assert config.secret_values == {"hf_abcdefgh", "pa55word!"}
+    assert "hf_abcdefgh" not in repr(config)
+    custom = FlashConfig.from_env(
+        {"FLASH_SECRET_ENV": "MY_*", "MY_KEY": "value-123", "HF_TOKEN": "hf_abcdefgh"}
+    )
+    assert custom.secret_values == {"value-123"}
+
+
+def test_redactor_covers_values_urls_and_authorization() -> None:
+    """Each kind of secret is replaced by ***."""
+    redact = Redactor({SECRET})
+    assert redact(f"key={SECRET}!") == "key=***!"
+    assert redact("pip install https://u:tok@host/simple") == "pip install https://***@host/simple"
+    assert redact("Authorization: Bearer abc.def") == "Authorization: ***"
+    assert redact("{'authorization': 'Basic Zm9v'}") == "{'authorization': '***'}"
+    assert redact("nothing secret") == "nothing secret"
+
+
+def test_nothing_leaks_anywhere(guarded: RemoteExecutor, telemetry: TelemetryCapture) -> None:
+    """stdout, error, exported bodies and attributes, span events and status hold no secret."""
+    response = guarded.execute_sync(function_request(LEAKY, "leak"))
+    assert response.success is False
+    shown = [response.stdout or "", response.error or ""]
+    for record in telemetry.log_records():
+        shown.append(str(record.log_record.body))
+        shown.extend(str(value) for value in (record.log_record.attributes or {}).values())
+    for span in telemetry.spans():
+        shown.append(span.status.description or "")
+        for event in span.events:
+            shown.extend(str(value) for value in (event.attributes or {}).values())
+    text = "\n".join(shown)
+    assert SECRET not in text and "hunter22" not in text
+    assert "using key ***" in (response.stdout or "")
+    assert "fetching https://***@example.org/data" in (response.stdout or "")
+    assert "Authorization: ***" in (response.stdout or "")
+    assert "RuntimeError: auth failed for ***" in (response.error or "")
