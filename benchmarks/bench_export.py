@@ -1,0 +1,102 @@
+"""Execution latency with OTLP export to a live receiver, a dead endpoint, a black hole, and export off.
+
+Each setting gets its own executor running the same small function (20 log lines)
+many times; the figures are medians and 99th percentiles of single executions, and
+the time ``shutdown()`` took (bounded by ``shutdown_timeout_s=1``). The receivers
+run in this process on the same cores, so the live rows include their CPU cost.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from otel_flash import FlashConfig, RemoteExecutor
+from otel_flash.export import BatchSettings, ExportSettings, OtlpProtocol
+from tests.otlp_receivers import BlackHole, GrpcReceiver, HttpReceiver, refused_endpoint
+
+RUNS = 300
+WARMUP = 20
+CODE = """
+import logging
+log = logging.getLogger("bench.user")
+
+def work(n):
+    for i in range(n):
+        log.info("step %d", i)
+    return n
+"""
+REQUEST = {"function_name": "work", "function_code": CODE, "args": [20], "serialization_format": "json"}
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What one setting measured."""
+
+    median_ms: float
+    p99_ms: float
+    shutdown_s: float
+    dropped: int
+
+
+def _export(endpoint: str, protocol: OtlpProtocol = "grpc") -> ExportSettings:
+    return ExportSettings.otlp(
+        endpoint,
+        protocol,
+        timeout_s=2.0,
+        span_batch=BatchSettings(schedule_delay_ms=200),
+        log_batch=BatchSettings(schedule_delay_ms=200),
+        shutdown_timeout_s=1.0,
+    )
+
+
+def _measure(export: ExportSettings) -> Figures:
+    executor = RemoteExecutor(FlashConfig(log_level="INFO").replace(export=export))
+    for _ in range(WARMUP):
+        executor.execute_sync(REQUEST)
+    samples = []
+    for _ in range(RUNS):
+        started = time.perf_counter_ns()
+        response = executor.execute_sync(REQUEST)
+        samples.append((time.perf_counter_ns() - started) / 1e6)
+        assert response.success, response.error
+    started = time.perf_counter_ns()
+    executor.shutdown()
+    shutdown_s = (time.perf_counter_ns() - started) / 1e9
+    dropped = sum(ledger.dropped + ledger.accepted - ledger.handed for ledger in executor._telemetry.ledgers)
+    samples.sort()
+    return Figures(statistics.median(samples), samples[int(len(samples) * 0.99) - 1], shutdown_s, dropped)
+
+
+Setting = tuple[str, Callable[[], AbstractContextManager[Any]], Callable[[Any], ExportSettings]]
+
+
+def _settings() -> list[Setting]:
+    return [
+        ("export off", nullcontext, lambda _: ExportSettings()),
+        ("live gRPC receiver", GrpcReceiver, lambda r: _export(r.endpoint)),
+        ("live HTTP receiver", HttpReceiver, lambda r: _export(r.endpoint, "http/protobuf")),
+        ("dead endpoint (refused)", nullcontext, lambda _: _export(refused_endpoint())),
+        ("black-holed collector", BlackHole, lambda r: _export(r.endpoint)),
+    ]
+
+
+def main() -> None:
+    """Print each setting's latency as a ratio of export off, and its shutdown time."""
+    results: dict[str, Figures] = {}
+    for name, receiver, export in _settings():
+        with receiver() as running:
+            results[name] = _measure(export(running))
+    base = results["export off"]
+    print(f"{RUNS} executions each (20 log lines per execution); ratios to export off")
+    print(f"{'setting':<26} {'median':>9} {'ratio':>6} {'p99':>9} {'ratio':>6} {'shutdown':>9} {'lost':>6}")
+    for name, figures in results.items():
+        print(
+            f"{name:<26} {figures.median_ms:>7.2f}ms {figures.median_ms / base.median_ms:>5.2f}x "
+            f"{figures.p99_ms:>7.2f}ms {figures.p99_ms / base.p99_ms:>5.2f}x "
+            f"{figures.shutdown_s:>8.2f}s {figures.dropped:>6}"
+        )
