@@ -26,7 +26,7 @@ from otel_flash import threads
 from otel_flash.bridge import LogBridge
 from otel_flash.calls import Call as _Call
 from otel_flash.calls import perform_async, perform_sync
-from otel_flash.capture import CaptureProcessor, ExecutionLog, LineSubscriber
+from otel_flash.capture import CapturedLog, CaptureProcessor, ExecutionLog, LineSubscriber
 from otel_flash.config import FlashConfig
 from otel_flash.dependencies import DependencyInstaller
 from otel_flash.exceptions import LoadError, RequestError
@@ -65,6 +65,7 @@ class _RunState:
     failed_phase: str | None = None
     instance: Instance | None = None
     workspace: Workspace | None = None
+    root_attributes: dict[str, str] = field(default_factory=dict)
 
 
 class RemoteExecutor:
@@ -198,54 +199,32 @@ class RemoteExecutor:
         log = ExecutionLog(cfg.max_log_lines, cfg.max_log_bytes, cfg.max_line_bytes)
         if on_line is not None:
             log.subscribe(on_line)
-        self._bridge.ensure_installed()
-        logging_before = self._bridge.snapshot()
-        if self._stdio is not None:
-            self._stdio.ensure_installed()
+        logging_before = self._reclaim_process_state()
         workspace = Workspace(cfg.workspace_path)
         state = _RunState(workspace=workspace)
-        fields: dict[str, Any] = {"success": False}
-        # the workspace must be in the attached context: spans inherit the current one
-        token = otel_context.attach(bind_workspace(workspace, self._capture.bind(log)))
+
+        def bound(context: otel_context.Context | None) -> otel_context.Context:
+            return bind_workspace(workspace, self._capture.bind(log, context))
+
+        token = otel_context.attach(bound(None))  # a bad trace_context warns into this log
         try:
-            parent = self._capture.bind(log, extract_context(_carrier_of(payload)))
-            with self._tracer.start_as_current_span(
-                "flash.execute",
-                context=parent,
-                kind=SpanKind.SERVER,
-                attributes=attributes,
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as root:
-                try:
-                    fields = yield from self._phases(payload, root, state)
-                except (GeneratorExit, asyncio.CancelledError):
-                    raise
-                except BaseException as exc:
-                    fields = {"success": False, "error": self._redact(describe_error(exc))}
-                    record_failure(root, exc, self._redact, event=state.failed_phase is None)
-                    _log.error("execution failed: %s: %s", type(exc).__name__, exc)
-                fields["trace_id"] = format_trace_id(root)
-                for stream, text in log.drain():
-                    emit_stream_line(self._stdio_logger, stream, self._redact(text))
-                if self._stdio is not None:
-                    for name in self._stdio.reclaim():
-                        _log.warning("user code replaced sys.%s; otel_flash restored it", name)
-                if self._bridge.restore(logging_before):
-                    _log.warning("user code reconfigured the root logger; otel_flash restored it")
-                captured = log.close()
-                root.set_attributes(
-                    {
-                        "flash.success": bool(fields["success"]),
-                        "flash.log.lines": captured.total_lines,
-                        "flash.log.omitted_lines": captured.omitted_lines,
-                        "flash.log.omitted_bytes": captured.omitted_bytes,
-                    }
-                )
+            parent = bound(extract_context(_carrier_of(payload)))
+            root = self._tracer.start_span("flash.execute", parent, SpanKind.SERVER, attributes)
+            root_token = otel_context.attach(trace.set_span_in_context(root, parent))
+            try:
+                fields = yield from self._outcome(payload, root, state)
+                captured = self._finish(log, root, state, fields["success"], logging_before)
+            finally:
+                otel_context.detach(root_token)
+                root.end()
         finally:
             log.close()
             otel_context.detach(token)
             workspace.close()
+        fields["trace_id"] = format_trace_id(root)
+        if state.instance is not None:
+            fields.setdefault("instance_id", state.instance.instance_id)
+            fields.setdefault("instance_info", state.instance.info())
         total_ms = (time.perf_counter_ns() - started) / 1e6
         report = report_line(
             fields["trace_id"],
@@ -255,21 +234,65 @@ class RemoteExecutor:
             captured.omitted_lines,
             captured.omitted_bytes,
         )
-        if state.instance is not None:
-            fields.setdefault("instance_id", state.instance.instance_id)
-            fields.setdefault("instance_info", state.instance.info())
         # fields are built here, not received: skip validating them again
         return FunctionResponse.model_construct(
             stdout="\n".join([*captured.lines(), report]) + "\n", **fields
         )
 
-    def _phases(
+    def _reclaim_process_state(self) -> tuple[tuple[logging.Handler, ...], int]:
+        """Put the bridge and stream routing back if anything displaced them; snapshot logging."""
+        self._bridge.ensure_installed()
+        if self._stdio is not None:
+            self._stdio.ensure_installed()
+        return self._bridge.snapshot()
+
+    def _outcome(
         self, payload: RequestLike, root: trace.Span, state: _RunState
     ) -> Generator[_Call, Any, dict[str, Any]]:
+        """The phases' response fields, or those of their failure."""
+        try:
+            return (yield from self._phases(payload, state))
+        except (GeneratorExit, asyncio.CancelledError):
+            raise
+        except BaseException as exc:
+            record_failure(root, exc, self._redact, event=state.failed_phase is None)
+            _log.error("execution failed: %s: %s", type(exc).__name__, exc)
+            return {"success": False, "error": self._redact(describe_error(exc))}
+
+    def _finish(
+        self,
+        log: ExecutionLog,
+        root: trace.Span,
+        state: _RunState,
+        success: bool,
+        logging_before: tuple[tuple[logging.Handler, ...], int],
+    ) -> CapturedLog:
+        """Flush partial lines, undo what user code did to the process, close the log."""
+        for stream, text in log.drain():
+            emit_stream_line(self._stdio_logger, stream, self._redact(text))
+        if self._stdio is not None:
+            for name in self._stdio.reclaim():
+                _log.warning("user code replaced sys.%s; otel_flash restored it", name)
+        if self._bridge.restore(logging_before):
+            _log.warning("user code reconfigured the root logger; otel_flash restored it")
+        captured = log.close()
+        root.set_attributes(
+            {
+                **state.root_attributes,
+                "flash.success": success,
+                "flash.log.lines": captured.total_lines,
+                "flash.log.omitted_lines": captured.omitted_lines,
+                "flash.log.omitted_bytes": captured.omitted_bytes,
+            }
+        )
+        return captured
+
+    def _phases(self, payload: RequestLike, state: _RunState) -> Generator[_Call, Any, dict[str, Any]]:
         request = parse_request(payload)
-        root.set_attribute("flash.execution_type", request.execution_type)
+        attributes = state.root_attributes
+        attributes["flash.execution_type"] = request.execution_type
         if request.instance_id:
-            root.set_attribute("flash.instance_id", request.instance_id)
+            attributes["flash.instance_id"] = request.instance_id
         workspace = state.workspace
         installs = bool(request.system_dependencies or request.dependencies)
         if workspace is not None and (installs or workspace.persistent):  # else made on first use
@@ -288,12 +311,12 @@ class RemoteExecutor:
         with self._phase("flash.function.load", state):
             target: _Target = yield _Call(self._load, (request,), deadline=deadline, limit_s=limit)
         state.instance = target.instance
-        root.set_attribute("code.function.name", target.qualname)
+        attributes["code.function.name"] = target.qualname
         with self._phase("flash.function.call", state, {"code.function.name": target.qualname}):
             result = yield _Call(target.fn, target.args, target.kwargs, deadline, limit)
         if target.instance is not None:
             target.instance.record_call()
-            root.set_attribute("flash.instance_id", target.instance.instance_id)
+            attributes["flash.instance_id"] = target.instance.instance_id
         with self._phase("flash.result.serialize", state):
             encoded = encode_result(result, request.serialization_format)
         return {"success": True, **encoded}
