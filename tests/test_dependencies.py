@@ -536,3 +536,18 @@ def test_real_apt_install(telemetry: TelemetryCapture) -> None:
     assert (telemetry.span("flash.dependencies.system").attributes or {}).get(
         "flash.dependencies.exit_code"
     ) == 0
+
+
+@pytest.mark.asyncio
+async def test_async_entry_point_streams_installer_lines_too(
+    telemetry: TelemetryCapture, tmp_path: Path
+) -> None:
+    """Through execute() the installer runs in a worker thread, its lines still in this request's stdout."""
+    build_wheel(tmp_path / "wheels", "flashdemo-async", "1.0")
+    with _executor(telemetry, **_offline(tmp_path / "wheels", tmp_path / "t")) as executor:
+        response = await executor.execute(_use("flashdemo_async", "flashdemo-async==1.0"))
+    assert response.success, response.error
+    lines = _messages(response.stdout)
+    assert lines[0] == "INFO | installing flashdemo-async==1.0 with uv"
+    assert "WARN |  + flashdemo-async==1.0" in lines
+    assert lines[-1] == "imported flashdemo_async 1.0"
