@@ -50,34 +50,66 @@ def event_json(event: StreamEvent) -> str:
     return json.dumps(event_dict(event), ensure_ascii=False) + "\n"
 
 
+def dropped_marker(count: int) -> str:
+    """The live line standing where a slow reader's lines were dropped."""
+    return f"[... {count} lines dropped from the live stream (too slow a reader); the response has them ...]"
+
+
 class _Feed:
     """The line subscriber of one stream: hands lines to the event loop, fast and thread-safe.
 
-    It is called from whichever thread emits the line, under the execution log's
-    lock, so it only schedules a queue put; once closed it drops lines.
+    ``__call__`` runs in whichever thread emits the line, under the execution log's
+    lock, so it only schedules :meth:`_put` on the loop. There, at most
+    ``max_pending`` unread lines are held; beyond that lines are counted and dropped,
+    and one marker line says how many before the next line that fits. Once closed
+    (the reader left) every line is dropped.
     """
 
-    __slots__ = ("_loop", "_queue", "closed")
+    __slots__ = ("_dropped", "_loop", "_max_pending", "closed", "queue")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_pending: int) -> None:
         self._loop = loop
-        self._queue = queue
+        self._max_pending = max_pending
+        self._dropped = 0
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.closed = False
 
     def __call__(self, line: str) -> None:
         if self.closed:
             return
         try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, line)
+            self._loop.call_soon_threadsafe(self._put, line)
         except RuntimeError:  # the loop is closed: nobody is left to read the line
             self.closed = True
 
+    def finish(self) -> None:
+        """Queue the end of the stream (after a last marker, if lines were dropped)."""
+        self._put(None)
+
+    def _put(self, line: str | None) -> None:
+        if self.closed:
+            return
+        if line is not None and self.queue.qsize() >= self._max_pending:
+            self._dropped += 1
+            return
+        if self._dropped:
+            self.queue.put_nowait(dropped_marker(self._dropped))
+            self._dropped = 0
+        self.queue.put_nowait(line)
+
 
 class ExecutionStreams:
-    """Streams executions of one executor; each runs in its own task, whatever the reader does."""
+    """Streams executions of one executor; each runs in its own task, whatever the reader does.
 
-    def __init__(self, executor: RemoteExecutor) -> None:
+    Args:
+        executor: runs the executions.
+        max_pending: unread lines held per stream before lines are dropped from the
+            live stream (never from the response).
+    """
+
+    def __init__(self, executor: RemoteExecutor, *, max_pending: int = 10_000) -> None:
         self._executor = executor
+        self._max_pending = max_pending
         self._running: set[asyncio.Task[FunctionResponse]] = set()
 
     @property
@@ -93,16 +125,15 @@ class ExecutionStreams:
         Closing or cancelling the iterator early leaves the execution running.
         """
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
-        feed = _Feed(loop, queue)
+        feed = _Feed(loop, self._max_pending)
         task = loop.create_task(self._executor.execute(request, on_line=feed, attributes=attributes))
         self._running.add(task)
         task.add_done_callback(self._finished)
-        # Lines are queued with call_soon_threadsafe before the task can finish, so the
-        # end marker scheduled by this done callback always comes after the last line.
-        task.add_done_callback(lambda _task: queue.put_nowait(None))
+        # Lines are scheduled with call_soon_threadsafe before the task can finish, so
+        # the end scheduled by this done callback always comes after the last line.
+        task.add_done_callback(lambda _task: feed.finish())
         try:
-            while (line := await queue.get()) is not None:
+            while (line := await feed.queue.get()) is not None:
                 yield LogLine(line)
             yield task.result()
         finally:
