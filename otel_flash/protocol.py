@@ -8,13 +8,15 @@ our additions; old clients ignore them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from otel_flash.exceptions import RequestError
 
+_log = logging.getLogger("flash.protocol")
 ExecutionType = Literal["function", "class"]
 SerializationFormat = Literal["cloudpickle", "json"]
 
@@ -47,6 +49,20 @@ class FunctionRequest(BaseModel):
     serialization_format: SerializationFormat = "cloudpickle"
     trace_context: dict[str, str] | None = None
     timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+
+    @field_validator("trace_context", mode="before")
+    @classmethod
+    def _lenient_carrier(cls, value: Any) -> dict[str, str] | None:
+        """A malformed carrier must never fail the call: its bad parts are dropped with a warning."""
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            _log.warning("ignoring trace_context: expected an object, got %s", type(value).__name__)
+            return None
+        dropped = sorted(str(key) for key, item in value.items() if not isinstance(item, str))
+        if dropped:
+            _log.warning("ignoring trace_context entries that are not strings: %s", ", ".join(dropped))
+        return {str(key): item for key, item in value.items() if isinstance(item, str)}
 
     @model_validator(mode="after")
     def _check_target(self) -> FunctionRequest:

@@ -115,3 +115,11 @@ def test_malformed_trace_context_is_ignored_with_a_warning(executor: RemoteExecu
     response = executor.execute_sync(_request(TAGGED, 0, trace_context={"traceparent": "garbage"}))
     assert response.success
     assert "ignoring malformed trace_context traceparent 'garbage'" in (response.stdout or "")
+
+
+@pytest.mark.parametrize("carrier", [["not", "a", "dict"], {"traceparent": 7, "baggage": "k=v"}])
+def test_non_string_trace_context_is_ignored(executor: RemoteExecutor, carrier: object) -> None:
+    """A trace_context of the wrong shape is dropped with a warning; the call still runs."""
+    response = executor.execute_sync(_request(TAGGED, 0, trace_context=carrier))
+    assert response.success, response.error
+    assert "| WARN | ignoring trace_context" in (response.stdout or "")
