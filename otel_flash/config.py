@@ -64,6 +64,8 @@ class FlashConfig:
             values are secrets (``FLASH_SECRET_ENV``, comma separated).
         secret_values: the values replaced by ``***`` wherever otel_flash shows or exports
             text; :meth:`from_env` fills it from the variables matching the patterns.
+        installers_get_secrets: pass the secret variables on to installer subprocesses
+            (``FLASH_INSTALLERS_GET_SECRETS``); by default they are removed from their environment.
         export: where spans, log records and metrics are sent (the standard
             ``OTEL_*`` exporter variables; see :class:`otel_flash.export.ExportSettings`).
     """
@@ -91,6 +93,7 @@ class FlashConfig:
     max_timeout_s: float | None = None
     secret_env_patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
     secret_values: frozenset[str] = field(default_factory=frozenset, repr=False)
+    installers_get_secrets: bool = False
 
     def __post_init__(self) -> None:
         for name in ("timeout_s", "max_timeout_s"):
@@ -184,14 +187,17 @@ def _parse_names(raw: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in raw.split(",") if name.strip())
 
 
-def secret_values_from(env: Mapping[str, str], patterns: tuple[str, ...]) -> frozenset[str]:
-    """Values of the variables whose names match ``patterns`` (short values are not secrets)."""
+def is_secret_name(name: str, patterns: tuple[str, ...]) -> bool:
+    """True when the variable ``name`` matches one of the secret ``patterns`` (case-insensitive)."""
     from fnmatch import fnmatchcase
 
+    return any(fnmatchcase(name.upper(), pattern.upper()) for pattern in patterns)
+
+
+def secret_values_from(env: Mapping[str, str], patterns: tuple[str, ...]) -> frozenset[str]:
+    """Values of the variables whose names match ``patterns`` (short values are not secrets)."""
     return frozenset(
-        value
-        for name, value in env.items()
-        if len(value) >= 6 and any(fnmatchcase(name.upper(), pattern.upper()) for pattern in patterns)
+        value for name, value in env.items() if len(value) >= 6 and is_secret_name(name, patterns)
     )
 
 
@@ -220,6 +226,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "timeout_s": ("FLASH_TIMEOUT_S", float),
     "max_timeout_s": ("FLASH_MAX_TIMEOUT_S", float),
     "secret_env_patterns": ("FLASH_SECRET_ENV", _parse_names),
+    "installers_get_secrets": ("FLASH_INSTALLERS_GET_SECRETS", _parse_bool),
     "install_options": ("FLASH_INSTALL_OPTIONS", _parse_argv),
     "installer_command": ("FLASH_INSTALLER_COMMAND", _parse_argv),
     "max_request_bytes": ("FLASH_MAX_REQUEST_BYTES", int),

@@ -24,7 +24,7 @@ from pathlib import Path
 from opentelemetry import trace
 from packaging.requirements import Requirement
 
-from otel_flash.config import FlashConfig
+from otel_flash.config import FlashConfig, is_secret_name
 from otel_flash.exceptions import DependencyError
 from otel_flash.installers import (
     APT_ENVIRONMENT,
@@ -162,10 +162,17 @@ class DependencyInstaller:
         else:
             _log.warning("apt-get update failed (exit code %s); trying the install anyway", outcome.exit_code)
 
+    def _inherited_environment(self) -> dict[str, str]:
+        """The worker's environment, less its secrets unless the config passes them on."""
+        if self._config.installers_get_secrets:
+            return dict(os.environ)
+        patterns = self._config.secret_env_patterns
+        return {name: value for name, value in os.environ.items() if not is_secret_name(name, patterns)}
+
     def _run(
         self, argv: list[str], cwd: str | None, extra_env: dict[str, str] | None, span: trace.Span | None
     ) -> ProcessOutcome:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+        env = {**self._inherited_environment(), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
         try:
             outcome = run_streamed(argv, timeout_s=self._timeout, logger=_log, cwd=cwd, env=env)
         except OSError as exc:

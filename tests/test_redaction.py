@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +75,29 @@ def test_nothing_leaks_anywhere(guarded: RemoteExecutor, telemetry: TelemetryCap
     assert "fetching https://***@example.org/data" in (response.stdout or "")
     assert "Authorization: ***" in (response.stdout or "")
     assert "RuntimeError: auth failed for ***" in (response.error or "")
+
+
+@pytest.mark.parametrize("passed_on", [False, True])
+def test_installers_get_no_secrets_unless_configured(
+    telemetry: TelemetryCapture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, passed_on: bool
+) -> None:
+    """The installer subprocess's environment lacks the secret variables, unless the config says so."""
+    monkeypatch.setenv("SERVICE_API_KEY", SECRET)
+    monkeypatch.setenv("PLAIN_SETTING", "visible")
+    script = tmp_path / "env-installer"
+    script.write_text(f'#!/bin/sh\nenv > "{tmp_path}/env"\n')
+    script.chmod(0o755)
+    config = FlashConfig(
+        installer="pip",
+        install_target=str(tmp_path / "target"),
+        installer_command=(str(script),),
+        installers_get_secrets=passed_on,
+    )
+    request = {**function_request("def f():\n    return 1\n", "f"), "dependencies": ["flashdemo-absent>=1"]}
+    with RemoteExecutor(
+        config, tracer_provider=telemetry.tracer_provider, logger_provider=telemetry.logger_provider
+    ) as executor:
+        executor.execute_sync(request)
+    environment = (tmp_path / "env").read_text()
+    assert "PLAIN_SETTING=visible" in environment
+    assert (f"SERVICE_API_KEY={SECRET}" in environment) is passed_on
