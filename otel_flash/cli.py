@@ -20,7 +20,7 @@ from otel_flash.exceptions import ConfigError, RequestError
 from otel_flash.executor import RemoteExecutor
 from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
 from otel_flash.serialization import decode_value
-from otel_flash.telemetry import build_resource
+from otel_flash.telemetry import build_providers
 from otel_flash.tree import build_span_tree, format_span_tree
 
 _EXIT_CODES = """exit codes:
@@ -119,13 +119,21 @@ def _run(source: str, *, pretty: bool, stream: bool, out: TextIO) -> int:
         print(f"otel-flash: {source!r}: {exc}", file=sys.stderr)
         return 2
     config = FlashConfig.from_env()
+    # The providers the OTEL_* variables configure, plus an in-memory copy of the spans for --pretty.
+    telemetry = build_providers(config)
     spans = InMemorySpanExporter()
-    tracer_provider = TracerProvider(resource=build_resource(config), shutdown_on_exit=False)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    tracer_provider = telemetry.tracer_provider
+    if isinstance(tracer_provider, TracerProvider):
+        tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     # Bound before the executor routes sys.stderr: a live line written here must not be captured.
     on_line = _LivePrinter(sys.stderr) if stream else None
-    with RemoteExecutor(config, tracer_provider=tracer_provider) as executor:
-        response = executor.execute_sync(request, on_line=on_line)
+    try:
+        with RemoteExecutor(
+            config, tracer_provider=tracer_provider, logger_provider=telemetry.logger_provider
+        ) as executor:
+            response = executor.execute_sync(request, on_line=on_line)
+    finally:
+        telemetry.shutdown()
     if pretty:
         tree = format_span_tree(build_span_tree(spans.get_finished_spans()))
         out.write(format_pretty(response, tree, include_stdout=not stream))

@@ -184,3 +184,31 @@ def _wait_for_ping(url: str, process: subprocess.Popen[str]) -> None:
         except httpx.TransportError:
             time.sleep(0.05)
     pytest.fail("otel-flash serve did not come up")
+
+
+def test_run_exports_spans_and_logs_where_otel_variables_say(tmp_path: Path) -> None:
+    """With an OTLP endpoint set, `otel-flash run` exports its trace and log records there."""
+    from tests.otlp_receivers import GrpcReceiver
+
+    request = _write(tmp_path, {**HELLO_LIKE})
+    with GrpcReceiver() as receiver:
+        env = {
+            **_env(),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        }
+        result = subprocess.run(
+            [SCRIPT, "run", request], capture_output=True, text=True, timeout=90, env=env, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        trace_id = json.loads(result.stdout)["trace_id"]
+        assert receiver.received.wait_for(lambda got: "flash.function.call" in got.span_names())
+        assert {span.trace_id for span in receiver.received.spans()} == {trace_id}
+        assert "exported hello" in [log.body for log in receiver.received.logs()]
+
+
+HELLO_LIKE = {
+    "function_name": "f",
+    "function_code": "import logging\ndef f():\n    logging.getLogger('x').info('exported hello')\n",
+    "serialization_format": "json",
+}
