@@ -20,6 +20,7 @@ DEFAULT_SECRET_PATTERNS = (
     "*_CREDENTIALS",
 )
 Installer = Literal["auto", "uv", "pip"]
+Isolation = Literal["thread", "process"]
 _LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -60,6 +61,11 @@ class FlashConfig:
         timeout_s: time limit of the user's code (load and call) per execution, None for
             none (``FLASH_TIMEOUT_S``). A request's ``timeout_s`` replaces it.
         max_timeout_s: cap on any time limit, the request's included (``FLASH_MAX_TIMEOUT_S``).
+        isolation: ``thread`` runs user code in the worker's process; ``process`` runs
+            each execution in a fresh child process, so a crash, ``os._exit`` or a time
+            limit ends only that request (``FLASH_ISOLATION``; see docs/isolation.md).
+        memory_limit_mb: address-space limit of each child process with
+            ``isolation="process"``, None for none (``FLASH_MEMORY_LIMIT_MB``).
         secret_env_patterns: names (``fnmatch`` patterns) of environment variables whose
             values are secrets (``FLASH_SECRET_ENV``, comma separated).
         secret_values: the values replaced by ``***`` wherever otel_flash shows or exports
@@ -91,11 +97,19 @@ class FlashConfig:
 
     timeout_s: float | None = None
     max_timeout_s: float | None = None
+    isolation: Isolation = "thread"
+    memory_limit_mb: int | None = None
     secret_env_patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
     secret_values: frozenset[str] = field(default_factory=frozenset, repr=False)
     installers_get_secrets: bool = False
 
     def __post_init__(self) -> None:
+        if self.isolation not in ("thread", "process"):
+            msg = f"isolation must be 'thread' or 'process', got {self.isolation!r}"
+            raise ConfigError(msg)
+        if self.memory_limit_mb is not None and self.memory_limit_mb < 1:
+            msg = f"memory_limit_mb must be at least 1, got {self.memory_limit_mb!r}"
+            raise ConfigError(msg)
         for name in ("timeout_s", "max_timeout_s"):
             value = getattr(self, name)
             if value is not None and not 0 < value < float("inf"):
@@ -225,6 +239,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "workspace_path": ("FLASH_WORKSPACE", str),
     "timeout_s": ("FLASH_TIMEOUT_S", float),
     "max_timeout_s": ("FLASH_MAX_TIMEOUT_S", float),
+    "isolation": ("FLASH_ISOLATION", str.lower),
+    "memory_limit_mb": ("FLASH_MEMORY_LIMIT_MB", int),
     "secret_env_patterns": ("FLASH_SECRET_ENV", _parse_names),
     "installers_get_secrets": ("FLASH_INSTALLERS_GET_SECRETS", _parse_bool),
     "install_options": ("FLASH_INSTALL_OPTIONS", _parse_argv),

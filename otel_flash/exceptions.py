@@ -8,7 +8,9 @@ The tree::
     ├── SerializationError      arguments or a result cannot be decoded or encoded
     ├── LoadError               the code cannot be compiled, or the named object is missing
     ├── DependencyError         a dependency is refused or its installation failed
-    └── ExecutionTimeout        the user's code ran past its time limit
+    ├── ExecutionTimeout        the user's code ran past its time limit
+    ├── IsolationError          the function's process died, was killed, or broke the wire protocol
+    └── RemoteError             the user's code raised in its process (named after the original type)
 
 Inside an execution these never escape: the executor turns them into a
 ``FunctionResponse(success=False, error=...)``.
@@ -43,3 +45,19 @@ class DependencyError(FlashError):
 
 class ExecutionTimeout(FlashError):
     """The user's code ran past its time limit (``timeout_s``)."""
+
+
+class IsolationError(FlashError):
+    """With ``isolation="process"``: the function's process died, was killed, or misbehaved."""
+
+
+class RemoteError(FlashError):
+    """An exception raised by the user's code in its own process.
+
+    Its class is named after the original (``ValueError``, say) so that spans read the
+    same as in-process; ``description`` is the response ``error`` text the process made.
+    """
+
+    def __init__(self, message: str, description: str) -> None:
+        super().__init__(message)
+        self.description = description

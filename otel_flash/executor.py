@@ -32,7 +32,9 @@ from otel_flash.dependencies import DependencyInstaller
 from otel_flash.exceptions import LoadError, RequestError
 from otel_flash.failures import describe_error, record_failure
 from otel_flash.instances import Instance, InstanceRegistry
+from otel_flash.isolation import ProcessIsolation
 from otel_flash.loader import CodeCache, load_namespace, resolve, resolve_method
+from otel_flash.observation import records_observed, spans_observed, unobserved_span
 from otel_flash.propagation import extract_context, format_trace_id
 from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
 from otel_flash.redaction import Redactor
@@ -66,6 +68,7 @@ class _RunState:
     instance: Instance | None = None
     workspace: Workspace | None = None
     root_attributes: dict[str, str] = field(default_factory=dict)
+    spans_observed: bool = True
 
 
 class RemoteExecutor:
@@ -96,7 +99,7 @@ class RemoteExecutor:
         self._redact = Redactor(self.config.secret_values)
         self._bridge = LogBridge(provider, level, self._redact)
         self._stdio = (
-            StdioRouting(self._capture.current, self._stdio_logger, self._redact)
+            StdioRouting(self._capture.current, self._stdio_logger, self._redact, self._records_wanted)
             if self.config.capture_stdio
             else None
         )
@@ -106,6 +109,13 @@ class RemoteExecutor:
         self._code = CodeCache()
         self._dependencies = DependencyInstaller(self.config)
         self._pool = ThreadPoolExecutor(self.config.max_workers, thread_name_prefix="flash-call")
+        self._isolation = (
+            ProcessIsolation(
+                self.config, self._telemetry.tracer_provider, provider, self._capture.current, self._redact
+            )
+            if self.config.isolation == "process"
+            else None
+        )
         self._closed = False
 
     @property
@@ -180,6 +190,8 @@ class RemoteExecutor:
             threads.release()
         self._pool.shutdown(wait=False)
         self._dependencies.close()
+        if self._isolation is not None:
+            self._isolation.close()
         self._telemetry.shutdown()
 
     def __enter__(self) -> RemoteExecutor:
@@ -201,7 +213,7 @@ class RemoteExecutor:
             log.subscribe(on_line)
         logging_before = self._reclaim_process_state()
         workspace = Workspace(cfg.workspace_path)
-        state = _RunState(workspace=workspace)
+        state = _RunState(workspace=workspace, spans_observed=spans_observed(self._telemetry.tracer_provider))
 
         def bound(context: otel_context.Context | None) -> otel_context.Context:
             return bind_workspace(workspace, self._capture.bind(log, context))
@@ -209,7 +221,10 @@ class RemoteExecutor:
         token = otel_context.attach(bound(None))  # a bad trace_context warns into this log
         try:
             parent = bound(extract_context(_carrier_of(payload)))
-            root = self._tracer.start_span("flash.execute", parent, SpanKind.SERVER, attributes)
+            if state.spans_observed:
+                root = self._tracer.start_span("flash.execute", parent, SpanKind.SERVER, attributes)
+            else:
+                root = unobserved_span(parent)
             root_token = otel_context.attach(trace.set_span_in_context(root, parent))
             try:
                 fields = yield from self._outcome(payload, root, state)
@@ -238,6 +253,10 @@ class RemoteExecutor:
         return FunctionResponse.model_construct(
             stdout="\n".join([*captured.lines(), report]) + "\n", **fields
         )
+
+    def _records_wanted(self) -> bool:
+        """Whether a processor besides the capture consumes log records (an exporter, a test)."""
+        return records_observed(self._telemetry.logger_provider, self._capture)
 
     def _reclaim_process_state(self) -> tuple[tuple[logging.Handler, ...], int]:
         """Put the bridge and stream routing back if anything displaced them; snapshot logging."""
@@ -268,8 +287,12 @@ class RemoteExecutor:
         logging_before: tuple[tuple[logging.Handler, ...], int],
     ) -> CapturedLog:
         """Flush partial lines, undo what user code did to the process, close the log."""
+        wanted = self._records_wanted()
         for stream, text in log.drain():
-            emit_stream_line(self._stdio_logger, stream, self._redact(text))
+            if wanted:
+                emit_stream_line(self._stdio_logger, stream, self._redact(text))
+            else:
+                log.append(self._redact(text), bounded=True)
         if self._stdio is not None:
             for name in self._stdio.reclaim():
                 _log.warning("user code replaced sys.%s; otel_flash restored it", name)
@@ -307,6 +330,8 @@ class RemoteExecutor:
             with self._phase("flash.dependencies.python", state):
                 yield _Call(self._dependencies.install_python, (request.dependencies,), where)
         limit = self._time_limit(request)
+        if self._isolation is not None:
+            return (yield from self._isolated_phases(self._isolation, request, state, limit))
         deadline = None if limit is None else time.monotonic() + limit
         with self._phase("flash.function.load", state):
             target: _Target = yield _Call(self._load, (request,), deadline=deadline, limit_s=limit)
@@ -319,6 +344,28 @@ class RemoteExecutor:
             attributes["flash.instance_id"] = target.instance.instance_id
         with self._phase("flash.result.serialize", state):
             encoded = encode_result(result, request.serialization_format)
+        return {"success": True, **encoded}
+
+    def _isolated_phases(
+        self, isolation: ProcessIsolation, request: FunctionRequest, state: _RunState, limit: float | None
+    ) -> Generator[_Call, Any, dict[str, Any]]:
+        """``isolation="process"``: load, call and serialize run in a child process (isolation.py)."""
+        session = isolation.session(request, limit, state.workspace)
+        try:
+            with self._phase("flash.function.load", state):
+                qualname = yield _Call(session.load)
+            state.root_attributes["code.function.name"] = qualname
+            with self._phase("flash.function.call", state, {"code.function.name": qualname}):
+                yield _Call(session.call)
+            with self._phase("flash.result.serialize", state):
+                encoded = yield _Call(session.serialize)
+        except GeneratorExit:
+            session.abort()
+            raise
+        except BaseException:
+            yield _Call(session.finish)
+            raise
+        yield _Call(session.finish)
         return {"success": True, **encoded}
 
     def _time_limit(self, request: FunctionRequest) -> float | None:
@@ -388,7 +435,10 @@ class _Phase:
 
     def __enter__(self) -> trace.Span:
         self._started = time.perf_counter_ns()
-        self._span = self._tracer.start_span(self._name, attributes=self._attributes)
+        if self._state.spans_observed:
+            self._span = self._tracer.start_span(self._name, attributes=self._attributes)
+        else:
+            self._span = unobserved_span()
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
         return self._span
 

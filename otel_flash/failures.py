@@ -8,7 +8,7 @@ from collections.abc import Callable
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from otel_flash.exceptions import FlashError
+from otel_flash.exceptions import FlashError, RemoteError
 from otel_flash.loader import is_user_filename
 
 Redact = Callable[[str], str]
@@ -16,6 +16,8 @@ Redact = Callable[[str], str]
 
 def describe_error(exc: BaseException) -> str:
     """Our own errors by their message; the user's with the traceback of their own code."""
+    if isinstance(exc, RemoteError):  # described where it was raised, in the function's process
+        return exc.description
     if isinstance(exc, FlashError) and not _has_user_frames(exc.__cause__):
         return _safe_str(exc)
     tb = exc.__traceback__

@@ -1,0 +1,340 @@
+"""The function processes of ``isolation="process"``: a zygote, and the child it forks per execution.
+
+``python -m otel_flash.child FD`` starts the zygote on the SEQPACKET socket ``FD``
+shared with the worker (:mod:`otel_flash.isolation`). It imports everything an
+execution needs once (this module's imports), then forks on request. A child
+receives its control socket and the write ends of its stdout/stderr pipes with the
+request (``SCM_RIGHTS``), leads a new session (so the worker can kill its whole
+process group), serves exactly one execution over :mod:`otel_flash.wire` frames,
+and is killed by the worker when it has answered::
+
+    worker                              child
+    {"op": "load", ...}          ->     compile, resolve, decode the arguments
+                                 <-     {"op": "loaded", "qualname": ...}
+    {"op": "call", "carrier"}    ->     call; spans and log records stream back as they end
+                                 <-     {"op": "returned"}
+    {"op": "serialize"}          ->     encode the result
+                                 <-     {"op": "encoded", "fields": {...}}
+
+Any step may answer ``{"op": "error", ...}`` instead. The zygote tells the worker
+each child's pid (``forked``) and, when it reaps it, its wait status (``exited``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import importlib
+import inspect
+import json
+import logging
+import os
+import resource
+import selectors
+import signal
+import socket
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry._logs import set_logger_provider
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from otel_flash import threads
+from otel_flash.bridge import LogBridge
+from otel_flash.capture import ExecutionLog
+from otel_flash.exceptions import IsolationError, LoadError
+from otel_flash.failures import describe_error
+from otel_flash.loader import CodeCache, load_namespace, resolve
+from otel_flash.protocol import parse_request
+from otel_flash.redaction import Redactor
+from otel_flash.serialization import decode_arguments, encode_result
+from otel_flash.stdio import StdioRouting, emit_stream_line
+from otel_flash.wire import Message, log_message, recv_frame, send_frame, span_message
+from otel_flash.workspace import Workspace, bind_workspace
+
+_FAILED = 70  # EX_SOFTWARE: the child could not set itself up
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the zygote on the socket whose descriptor is the first argument."""
+    args = sys.argv[1:] if argv is None else argv
+    _Zygote(socket.socket(fileno=int(args[0]))).serve()
+
+
+class _Zygote:
+    """Forks a child per request and reports exit statuses; never runs user code itself."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._children: set[int] = set()
+
+    def serve(self) -> None:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.signal(signal.SIGCHLD, _ignore)  # a Python handler, so that the wakeup fd is written
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.set_wakeup_fd(wake_w)
+        inherited = (self._sock.fileno(), wake_r, wake_w)
+        gc.freeze()  # what is imported now is shared copy-on-write by every child
+        self._send({"op": "ready", "pid": os.getpid()})
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._sock, selectors.EVENT_READ)
+            selector.register(wake_r, selectors.EVENT_READ)
+            try:
+                while True:
+                    for key, _ in selector.select():
+                        if key.fd == wake_r:
+                            with contextlib.suppress(BlockingIOError):
+                                os.read(wake_r, 4096)
+                            self._reap()
+                        elif not self._fork_one(inherited):
+                            return
+            finally:
+                for pid in self._children:  # the worker is gone: so are its executions
+                    with contextlib.suppress(OSError):
+                        os.killpg(pid, signal.SIGKILL)
+
+    def _fork_one(self, inherited: tuple[int, ...]) -> bool:
+        data, fds, _, _ = socket.recv_fds(self._sock, 1 << 16, 3)
+        if not data:
+            return False
+        request = json.loads(data)
+        if len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            self._send({"op": "forked", "seq": request.get("seq"), "pid": 0})
+            return True
+        pid = os.fork()
+        if pid == 0:
+            _child(fds, request, inherited)
+        for fd in fds:
+            os.close(fd)
+        self._children.add(pid)
+        self._send({"op": "forked", "seq": request.get("seq"), "pid": pid})
+        return True
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self._children.discard(pid)
+            self._send({"op": "exited", "pid": pid, "status": status})
+
+    def _send(self, message: Message) -> None:
+        self._sock.send(json.dumps(message).encode("ascii"))
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """SIGCHLD handler: the wakeup fd does the work."""
+
+
+def _child(fds: list[int], settings: Message, inherited: tuple[int, ...]) -> NoReturn:
+    """The forked child: set itself up, serve one execution, exit without cleanup."""
+    code = _FAILED
+    try:
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for fd in inherited:
+            os.close(fd)
+        control, out, err = fds
+        _redirect(out, err)
+        limit_mb = settings.get("memory_limit_mb")
+        if limit_mb:
+            limit = int(limit_mb) << 20
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        code = _Child(socket.socket(fileno=control), settings).serve()
+    except BaseException:  # reported on the captured stderr; the worker sees the exit code
+        with contextlib.suppress(BaseException):
+            traceback.print_exc()
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _redirect(out: int, err: int) -> None:
+    """Make the pipes the process's fds 1 and 2, with line-buffered text streams on them."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    for source, target in ((null, 0), (out, 1), (err, 2)):
+        os.dup2(source, target)
+        os.close(source)
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        stream = open(fd, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)  # noqa: SIM115  # lives as long as the process
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
+
+
+class _Child:
+    """One execution in this process: its own providers streaming to the worker."""
+
+    def __init__(self, control: socket.socket, settings: Message) -> None:
+        self._control = control
+        self._lock = threading.Lock()
+        self._code = CodeCache()
+        self._call: Callable[[], Any] | None = None
+        self._result: Any = None
+        self._format: Any = "json"
+        tracer_provider = _enabled(TracerProvider(resource=Resource({}), shutdown_on_exit=False))
+        tracer_provider.add_span_processor(_SpanStreamer(self.send))
+        logger_provider = _enabled(LoggerProvider(resource=Resource({}), shutdown_on_exit=False))
+        logger_provider.add_log_record_processor(_LogStreamer(self.send))
+        # this process exists for this execution: the global API leads to its providers
+        trace.set_tracer_provider(tracer_provider)
+        set_logger_provider(logger_provider)
+        level = logging.getLevelNamesMapping()[str(settings["log_level"])]
+        LogBridge(logger_provider, level, Redactor())  # the worker redacts what it relays
+        if settings.get("propagate_threads"):
+            threads.acquire()
+        max_line = int(settings["max_line_bytes"])
+        self._log = ExecutionLog(1, 1 << 62, max_line)  # only assembles partial writes into lines
+        self._stdio_logger = logger_provider.get_logger("flash.stdio")
+        if settings.get("capture_stdio"):
+            StdioRouting(lambda: self._log, self._stdio_logger)
+
+    def send(self, message: Message) -> None:
+        """Send one frame to the worker; if it is gone, so is this execution."""
+        try:
+            with self._lock:
+                send_frame(self._control, message)
+        except OSError:
+            os._exit(0)
+
+    def serve(self) -> int:
+        while True:
+            message = recv_frame(self._control)
+            if message is None or message.get("op") == "exit":
+                return 0
+            self.send(self._handle(message))
+
+    def _handle(self, message: Message) -> Message:
+        carrier = message.get("carrier")
+        token = otel_context.attach(_PROPAGATOR.extract(carrier if isinstance(carrier, dict) else {}))
+        try:
+            op = message.get("op")
+            if op == "load":
+                return {"op": "loaded", "qualname": self._load(message)}
+            if op == "call" and self._call is not None:
+                self._result = _run_call(self._call)
+                return {"op": "returned"}
+            if op == "serialize":
+                return {"op": "encoded", "fields": encode_result(self._result, self._format)}
+            msg = f"unexpected {op!r} request"
+            raise IsolationError(msg)
+        except BaseException as exc:  # the user's, or ours: told to the worker either way
+            return _error_reply(exc)
+        finally:
+            self._flush_partial_lines()
+            otel_context.detach(token)
+
+    def _load(self, message: Message) -> str:
+        sys.path[:] = [str(entry) for entry in message.get("sys_path") or sys.path]
+        importlib.invalidate_caches()  # packages may have been installed since the zygote started
+        environ = message.get("environ")
+        if isinstance(environ, dict):
+            os.environ.clear()
+            os.environ.update({str(key): str(value) for key, value in environ.items()})
+        workspace = message.get("workspace")
+        if isinstance(workspace, str):
+            os.chdir(workspace)  # safe here: nothing else runs in this process
+            otel_context.attach(bind_workspace(Workspace(workspace)))
+        request = parse_request(message["request"])
+        name = request.function_name or ""
+        namespace = load_namespace(self._code.compile(request.function_code or "", name))
+        function = resolve(namespace, name, "function")
+        if not callable(function):
+            msg = f"{name!r} is not callable (it is a {type(function).__name__})"
+            raise LoadError(msg)
+        args, kwargs = decode_arguments(request.args, request.kwargs, request.serialization_format)
+        self._format = request.serialization_format
+        self._call = lambda: function(*args, **kwargs)
+        return name
+
+    def _flush_partial_lines(self) -> None:
+        for stream, text in self._log.drain():
+            emit_stream_line(self._stdio_logger, stream, text)
+        for original in (sys.__stdout__, sys.__stderr__):
+            if original is not None:
+                with contextlib.suppress(Exception):
+                    original.flush()
+
+
+def _run_call(call: Callable[[], Any]) -> Any:
+    result = call()
+    if inspect.isawaitable(result):
+        result = asyncio.run(_awaited(result))
+    return result
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _error_reply(exc: BaseException) -> Message:
+    if isinstance(exc, MemoryError) and exc.__traceback__ is not None:
+        traceback.clear_frames(exc.__traceback__)  # let go of what filled the memory first
+    try:
+        message = str(exc)
+    except Exception:
+        message = f"<{type(exc).__name__} whose str() failed>"
+    return {
+        "op": "error",
+        "type": type(exc).__name__,
+        "message": message,
+        "description": describe_error(exc),
+    }
+
+
+class _SpanStreamer(SpanProcessor):
+    """Sends each span to the worker as it ends."""
+
+    def __init__(self, send: Callable[[Message], None]) -> None:
+        self._send = send
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._send(span_message(span))
+
+
+class _LogStreamer(LogRecordProcessor):
+    """Sends each log record to the worker as it is emitted, in the emitting thread."""
+
+    def __init__(self, send: Callable[[Message], None]) -> None:
+        self._send = send
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        self._send(log_message(log_record))
+
+    def shutdown(self) -> None:
+        """Nothing is held."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing is held: every record was sent when emitted."""
+        return True
+
+
+def _enabled(provider: Any) -> Any:
+    """As :func:`otel_flash.telemetry._enabled`: ``OTEL_SDK_DISABLED`` must not silence the child."""
+    if getattr(provider, "_disabled", False):
+        provider._disabled = False
+    return provider
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,602 @@
+"""``isolation="process"``: each execution's load, call and serialization in a fresh process.
+
+The worker keeps one zygote (:mod:`otel_flash.child`) that imported everything once
+and forks a clean child per execution: far cheaper than starting Python, and no
+execution ever sees what an earlier one left behind. A :class:`ProcessSession`
+drives one child through the executor's phases. While it waits for an answer it
+reads, in the calling thread and therefore in the execution's OpenTelemetry
+context, everything the child sends:
+
+* log records, re-emitted into the worker's LoggerProvider with the child's trace
+  and span ids, so the capture processor puts them in the response and the
+  exporters see them (:class:`_Relay`);
+* finished spans, handed to the worker's span processors;
+* bytes written to the child's file descriptors 1 and 2 (C extensions, programs the
+  function starts), line by line, as captured stdout/stderr lines.
+
+A deadline kills the child's process group; a child that dies answers its request
+with how it died. Nothing the child sends is unpickled.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry._logs import Logger, LogRecord, SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from otel_flash._internal import internal_logger
+from otel_flash.capture import ExecutionLog
+from otel_flash.config import FlashConfig
+from otel_flash.exceptions import ExecutionTimeout, FlashError, IsolationError, RemoteError, RequestError
+from otel_flash.protocol import FunctionRequest
+from otel_flash.redaction import Redactor
+from otel_flash.stdio import emit_stream_line
+from otel_flash.wire import FrameReader, Message, attribute_values, decode_span, send_frame
+from otel_flash.workspace import Workspace
+
+_START_TIMEOUT_S = 60.0  # the zygote imports the SDK once: slow on a loaded machine
+_DRAIN_S = 2.0  # after the child ended: a program it started may still hold the pipes
+_STATUS_WAIT_S = 5.0
+_PROPAGATOR = TraceContextTextMapPropagator()
+CLASS_REFUSAL = "class instances are not supported with isolation='process'"
+
+
+class ProcessIsolation:
+    """Runs executions in child processes forked from one zygote; owned by an executor."""
+
+    def __init__(
+        self,
+        config: FlashConfig,
+        tracer_provider: trace.TracerProvider,
+        logger_provider: LoggerProvider,
+        current_log: Callable[[], ExecutionLog | None],
+        redact: Redactor,
+    ) -> None:
+        self.config = config
+        self.relay = _Relay(tracer_provider, logger_provider, redact)
+        self.current_log = current_log
+        self.stdio_logger = logger_provider.get_logger("flash.stdio")
+        self.redact = redact
+        self.zygote = _Zygote()
+        self.zygote.start()  # it imports while the worker gets ready
+        self.settings: Message = {
+            "log_level": config.log_level,
+            "capture_stdio": config.capture_stdio,
+            "propagate_threads": config.propagate_threads,
+            "max_line_bytes": config.max_line_bytes,
+            "memory_limit_mb": config.memory_limit_mb,
+        }
+
+    def session(
+        self, request: FunctionRequest, limit_s: float | None, workspace: Workspace | None
+    ) -> ProcessSession:
+        """A session for one execution; no process is forked until :meth:`ProcessSession.load`.
+
+        Raises:
+            RequestError: the request asks for a class instance (not supported in this mode).
+        """
+        if request.execution_type == "class":
+            raise RequestError(CLASS_REFUSAL)
+        return ProcessSession(self, request, limit_s, workspace)
+
+    def close(self) -> None:
+        """Stop the zygote; children still running are killed with it."""
+        self.zygote.close()
+
+
+class ProcessSession:
+    """One execution in one child process: ``load``, ``call``, ``serialize``, then ``finish``.
+
+    Each step blocks the calling thread until the child answers, the deadline passes
+    (the child's process group is killed: :class:`ExecutionTimeout`) or the child
+    dies (:class:`IsolationError` saying how). :meth:`abort` may be called from any
+    thread; :meth:`finish` must run after the last step, in the execution's context.
+    """
+
+    def __init__(
+        self,
+        owner: ProcessIsolation,
+        request: FunctionRequest,
+        limit_s: float | None,
+        workspace: Workspace | None,
+    ) -> None:
+        self._owner = owner
+        self._request = request
+        self._limit_s = limit_s
+        self._workspace = workspace
+        self._deadline: float | None = None
+        self._pid = 0
+        self._control: socket.socket | None = None
+        self._selector = selectors.DefaultSelector()
+        self._pipes: dict[int, tuple[str, codecs.IncrementalDecoder]] = {}
+        self._frames = FrameReader()
+        self._reply: Message | None = None
+        self._lock = threading.Lock()
+        self._busy = False
+        self._aborted = False
+        self._over = False
+        self._killed = False
+        self._listening = False
+
+    def load(self) -> str:
+        """Fork the child and load the function there; its qualified name."""
+        if self._limit_s is not None:
+            self._deadline = time.monotonic() + self._limit_s
+        pid, control, out_r, err_r = self._owner.zygote.fork(self._owner.settings)
+        self._pid, self._control = pid, control
+        self._selector.register(control, selectors.EVENT_READ)
+        self._listening = True
+        for fd, stream in ((out_r, "stdout"), (err_r, "stderr")):
+            self._pipes[fd] = (stream, codecs.getincrementaldecoder("utf-8")(errors="replace"))
+            self._selector.register(fd, selectors.EVENT_READ)
+        workspace = str(self._workspace.path()) if self._workspace is not None else None
+        reply = self._exchange(
+            {
+                "op": "load",
+                "request": self._request.model_dump(mode="json", exclude_none=True),
+                "carrier": _carrier(),
+                "sys_path": list(sys.path),
+                "environ": dict(os.environ),
+                "workspace": workspace,
+            }
+        )
+        return str(reply.get("qualname", self._request.function_name))
+
+    def call(self) -> None:
+        """Call the loaded function in the child (a coroutine function is run to completion)."""
+        self._exchange({"op": "call", "carrier": _carrier()})
+
+    def serialize(self) -> dict[str, Any]:
+        """The response fields carrying the result, encoded in the child."""
+        fields = self._exchange({"op": "serialize", "carrier": _carrier()}).get("fields")
+        if not isinstance(fields, dict) or not set(fields) <= {"result", "json_result"}:
+            msg = "the function's process sent a malformed result"
+            raise IsolationError(msg)
+        return fields
+
+    def finish(self) -> None:
+        """Kill what is left of the child, take in its last output, release everything."""
+        with self._lock:
+            if self._over:
+                return
+        self._kill()
+        self._drain(_DRAIN_S)
+        self._close()
+
+    def abort(self) -> None:
+        """Kill the child now, from any thread (the execution was abandoned)."""
+        self._kill()
+        with self._lock:
+            self._aborted = True
+            idle = not self._busy
+        if idle:
+            self._close()
+
+    def _exchange(self, message: Message) -> Message:
+        with self._lock:
+            if self._over or self._control is None:
+                msg = "the function's process is gone"
+                raise IsolationError(msg)
+            self._busy = True
+        try:
+            try:
+                send_frame(self._control, message)
+            except OSError:  # it died before it could read: say how
+                raise self._died() from None
+            reply = self._wait_reply()
+        finally:
+            with self._lock:
+                self._busy = False
+                abandoned = self._aborted
+        if abandoned:
+            self._close()
+        if reply.get("op") == "error":
+            raise self._remote_error(reply)
+        return reply
+
+    def _wait_reply(self) -> Message:
+        while self._reply is None:
+            if not self._listening:
+                raise self._died()
+            remaining = None if self._deadline is None else self._deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise self._timed_out()
+            self._pump(remaining)
+        reply, self._reply = self._reply, None
+        return reply
+
+    def _pump(self, timeout: float | None) -> None:
+        """Read what is ready (waiting at most ``timeout``) and pass it on."""
+        for key, _ in self._selector.select(timeout):
+            if self._control is not None and key.fd == self._control.fileno():
+                self._read_control()
+            else:
+                self._read_pipe(key.fd)
+
+    def _read_control(self) -> None:
+        if self._control is None:
+            return
+        try:
+            data = self._control.recv(1 << 18)
+        except OSError:
+            data = b""
+        if not data:
+            self._selector.unregister(self._control)
+            self._listening = False
+            return
+        try:
+            messages = self._frames.feed(data)
+        except IsolationError:
+            self._kill()
+            self._selector.unregister(self._control)
+            self._listening = False
+            raise
+        for message in messages:
+            op = message.get("op")
+            if op == "log":
+                self._owner.relay.log(message)
+            elif op == "span":
+                self._owner.relay.span(message)
+            else:
+                self._reply = message
+
+    def _read_pipe(self, fd: int) -> None:
+        stream, decoder = self._pipes[fd]
+        try:
+            data = os.read(fd, 1 << 16)
+        except OSError:
+            data = b""
+        text = decoder.decode(data, final=not data)
+        if text:
+            self._emit_output(stream, text)
+        if not data:
+            self._selector.unregister(fd)
+            os.close(fd)
+            del self._pipes[fd]
+
+    def _emit_output(self, stream: str, text: str) -> None:
+        log = self._owner.current_log() if self._owner.config.capture_stdio else None
+        if log is None or log.closed:
+            original: TextIO | None = sys.__stdout__ if stream == "stdout" else sys.__stderr__
+            if original is not None:
+                original.write(text)
+            return
+        redact = self._owner.redact
+        for line in log.feed(stream, text):
+            emit_stream_line(self._owner.stdio_logger, stream, redact(line))
+
+    def _drain(self, seconds: float) -> None:
+        """Take in what the child and its descendants still send, until they close or time passes."""
+        until = time.monotonic() + seconds
+        while self._selector.get_map() and (left := until - time.monotonic()) > 0:
+            with contextlib.suppress(IsolationError):  # a broken frame at the very end: drop it
+                self._pump(left)
+
+    def _died(self) -> IsolationError:
+        """The child stopped answering: take in its last output, learn and tell how it ended."""
+        self._drain(_DRAIN_S)
+        status = self._owner.zygote.wait_exit(self._pid, _STATUS_WAIT_S)
+        if status is None:  # it closed its channel but lives on
+            self._kill()
+            status = self._owner.zygote.wait_exit(self._pid, _STATUS_WAIT_S)
+        return IsolationError(describe_status(status, self._owner.config.memory_limit_mb))
+
+    def _timed_out(self) -> ExecutionTimeout:
+        self._kill()
+        self._drain(_DRAIN_S)
+        return ExecutionTimeout(f"timed out after {self._limit_s:g} s; the function's process was killed")
+
+    def _kill(self) -> None:
+        with self._lock:
+            if self._killed or not self._pid:
+                return
+            self._killed = True
+        # the child leads its own process group: the programs it started go with it
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._pid, signal.SIGKILL)
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._over:
+                return
+            self._over = True
+        for fd in list(self._pipes):
+            os.close(fd)
+        self._pipes.clear()
+        if self._control is not None:
+            self._control.close()
+        self._selector.close()
+        if self._pid:
+            self._owner.zygote.forget(self._pid)
+
+    def _remote_error(self, reply: Message) -> FlashError:
+        type_name = str(reply.get("type") or "Exception")
+        message = str(reply.get("message", ""))
+        description = str(reply.get("description") or f"{type_name}: {message}")
+        limit = self._owner.config.memory_limit_mb
+        if type_name == "MemoryError" and limit:
+            description = f"memory limit of {limit} MB exceeded\n\n{description}"
+        return remote_error(type_name, message, description)
+
+
+_REMOTE_TYPES: dict[str, type[RemoteError]] = {}
+_REMOTE_TYPES_MAX = 256
+
+
+def remote_error(type_name: str, message: str, description: str) -> RemoteError:
+    """A :class:`RemoteError` whose class bears ``type_name``, so spans read as in-process."""
+    name = type_name if type_name.isidentifier() else "RemoteError"
+    cls = _REMOTE_TYPES.get(name)
+    if cls is None:
+        cls = type(name, (RemoteError,), {"__module__": "otel_flash.remote", "__qualname__": name})
+        if len(_REMOTE_TYPES) < _REMOTE_TYPES_MAX:
+            _REMOTE_TYPES[name] = cls
+    return cls(message, description)
+
+
+def describe_status(status: int | None, memory_limit_mb: int | None = None) -> str:
+    """How a child ended, from its wait status, for the response's ``error``."""
+    if status is None:
+        return "the function's process stopped answering and its exit status is unknown"
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = str(number)
+        text = f"the function's process was killed by signal {name}"
+        if memory_limit_mb and number in (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS):
+            text += f" (it ran under a memory limit of {memory_limit_mb} MB)"
+        return text
+    return f"the function's process exited with code {os.waitstatus_to_exitcode(status)} before answering"
+
+
+def _carrier() -> dict[str, str]:
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier
+
+
+class _Relay:
+    """Re-emits a child's log records and spans into the worker's providers.
+
+    Spans go straight to the worker's span processors through the SDK's private
+    ``TracerProvider._active_span_processor`` (there is no public way to hand a
+    provider a span that ended elsewhere); with a provider that has none, the
+    child's own spans are dropped and this is said once on ``flash.internal``.
+    Whatever the child sends is redacted here, and a malformed message is dropped.
+    """
+
+    def __init__(
+        self, tracer_provider: trace.TracerProvider, logger_provider: LoggerProvider, redact: Redactor
+    ):
+        self._logger_provider = logger_provider
+        self._loggers: dict[str, Logger] = {}
+        self._redact = redact
+        processor = getattr(tracer_provider, "_active_span_processor", None)  # SDK private: see docstring
+        self._on_end: Callable[[Any], None] | None = getattr(processor, "on_end", None)
+        resource = getattr(tracer_provider, "resource", None)
+        self._resource = resource if isinstance(resource, Resource) else Resource.get_empty()
+        self._warned = False
+
+    def log(self, message: Message) -> None:
+        """Emit the record in the current context (the execution's), with the child's ids."""
+        try:
+            self._logger(str(message.get("scope") or "")).emit(self._record(message))
+        except Exception:
+            internal_logger().exception("dropped a malformed log record from a function process")
+
+    def _record(self, message: Message) -> LogRecord:
+        trace_id, span_id = int(message.get("trace_id") or 0), int(message.get("span_id") or 0)
+        span = (
+            NonRecordingSpan(
+                SpanContext(trace_id, span_id, False, TraceFlags(int(message.get("flags") or 0)))
+            )
+            if trace_id and span_id
+            else INVALID_SPAN
+        )
+        body = message.get("body")
+        number = message.get("severity_number")
+        redact = self._redact
+        return LogRecord(
+            timestamp=message.get("timestamp"),
+            observed_timestamp=message.get("observed"),
+            context=trace.set_span_in_context(span, otel_context.get_current()),
+            severity_text=message.get("severity_text"),
+            severity_number=SeverityNumber(number) if isinstance(number, int) else None,
+            body=redact(body) if isinstance(body, str) else body,
+            attributes=self._attributes(message.get("attributes")),
+        )
+
+    def _attributes(self, raw: Any) -> dict[str, Any]:
+        return {key: self._redact.value(value) for key, value in attribute_values(raw).items()}
+
+    def _logger(self, scope: str) -> Logger:
+        logger = self._loggers.get(scope)
+        if logger is None:
+            if len(self._loggers) > 4096:  # scopes are named by user code: keep the cache bounded
+                self._loggers.clear()
+            logger = self._loggers.setdefault(scope, self._logger_provider.get_logger(scope))
+        return logger
+
+    def span(self, message: Message) -> None:
+        """Hand the span to the worker's span processors as if it had ended here."""
+        if self._on_end is None:
+            if not self._warned:
+                self._warned = True
+                internal_logger().warning(
+                    "spans of function processes are dropped: not an SDK TracerProvider"
+                )
+            return
+        try:
+            redact = self._redact.value
+            message["attributes"] = {key: redact(value) for key, value in dict(message["attributes"]).items()}
+            for event in message.get("events") or []:
+                event[2] = {key: redact(value) for key, value in dict(event[2]).items()}
+            self._on_end(decode_span(message, self._resource))
+        except Exception:
+            internal_logger().exception("dropped a malformed span from a function process")
+
+
+class _Zygote:
+    """The worker's end of the zygote: asks for forks, learns how the children ended.
+
+    A reader thread takes every message the zygote sends; the zygote is (re)started
+    on demand, so a zygote that died costs one request a restart, not the worker.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._sock: socket.socket | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._ready = False
+        self._seq = 0
+        self._forked: dict[int, int] = {}
+        self._watched: set[int] = set()
+        self._statuses: dict[int, int] = {}
+        self._closed = False
+
+    def start(self) -> None:
+        """Start the zygote unless it runs."""
+        with self._cond:
+            if self._sock is None and not self._closed:
+                self._start()
+
+    def _start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "otel_flash.child", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a terminal's Ctrl-C is the worker's to handle
+            )
+        self._sock, self._process, self._ready = ours, process, False
+        threading.Thread(target=self._read, args=(ours, process), name="flash-zygote", daemon=True).start()
+
+    def fork(self, settings: Message) -> tuple[int, socket.socket, int, int]:
+        """A new child: its pid, the worker's end of its control socket, its stdout and stderr pipes.
+
+        Raises:
+            IsolationError: the zygote cannot be started or does not fork.
+        """
+        control, child_control = socket.socketpair()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            pid = self._request_fork(settings, [child_control.fileno(), out_w, err_w])
+        except BaseException:
+            control.close()
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            child_control.close()
+            os.close(out_w)
+            os.close(err_w)
+        return pid, control, out_r, err_r
+
+    def _request_fork(self, settings: Message, fds: list[int]) -> int:
+        with self._cond:
+            if self._closed:
+                msg = "the executor is shut down"
+                raise IsolationError(msg)
+            if self._sock is None:
+                self._start()
+            if not self._cond.wait_for(lambda: self._ready or self._sock is None, _START_TIMEOUT_S):
+                msg = f"the zygote process did not start within {_START_TIMEOUT_S:g} s"
+                raise IsolationError(msg)
+            sock = self._sock
+            if sock is None:
+                msg = "the zygote process exited at start (see the worker's stderr)"
+                raise IsolationError(msg)
+            self._seq += 1
+            seq = self._seq
+            socket.send_fds(sock, [json.dumps({**settings, "seq": seq}).encode("ascii")], fds)
+            if not self._cond.wait_for(
+                lambda: seq in self._forked or self._sock is not sock, _START_TIMEOUT_S
+            ):
+                msg = "the zygote process did not fork in time"
+                raise IsolationError(msg)
+            pid = self._forked.pop(seq, 0)
+        if not pid:
+            msg = "the zygote process could not fork"
+            raise IsolationError(msg)
+        return pid
+
+    def wait_exit(self, pid: int, timeout: float) -> int | None:
+        """The wait status of child ``pid`` once the zygote reaped it, or None after ``timeout``."""
+        with self._cond:
+            self._cond.wait_for(lambda: pid in self._statuses or self._sock is None, timeout)
+            return self._statuses.pop(pid, None)
+
+    def forget(self, pid: int) -> None:
+        """Nobody will ask how ``pid`` ended."""
+        with self._cond:
+            self._watched.discard(pid)
+            self._statuses.pop(pid, None)
+
+    def _read(self, sock: socket.socket, process: subprocess.Popen[bytes]) -> None:
+        while True:
+            try:
+                data = sock.recv(1 << 16)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            message = json.loads(data)
+            with self._cond:
+                self._take(message)
+                self._cond.notify_all()
+        with self._cond:
+            if self._sock is sock:
+                self._sock = None
+            self._cond.notify_all()
+        sock.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(_STATUS_WAIT_S)
+
+    def _take(self, message: Message) -> None:
+        op, pid = message.get("op"), int(message.get("pid") or 0)
+        if op == "ready":
+            self._ready = True
+        elif op == "forked":
+            self._forked[int(message["seq"])] = pid
+            if pid:
+                self._watched.add(pid)
+        elif op == "exited" and pid in self._watched:
+            self._watched.discard(pid)
+            self._statuses[pid] = int(message["status"])
+
+    def close(self) -> None:
+        """Stop the zygote (it kills the children it has left) and wait for it briefly."""
+        with self._cond:
+            self._closed = True
+            sock, process = self._sock, self._process
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        if process is not None:
+            try:
+                process.wait(_STATUS_WAIT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
