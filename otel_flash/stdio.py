@@ -57,6 +57,7 @@ class StreamRouter(io.TextIOBase):
         current_log: Callable[[], ExecutionLog | None],
         logger: Logger,
         redact: Callable[[str], str] = str,
+        records_wanted: Callable[[], bool] = lambda: True,
     ) -> None:
         super().__init__()
         self.original = original
@@ -64,6 +65,7 @@ class StreamRouter(io.TextIOBase):
         self._current_log = current_log
         self._logger = logger
         self._redact = redact
+        self._records_wanted = records_wanted
 
     def write(self, text: str) -> int:
         """Capture ``text`` for the current execution, or pass it through."""
@@ -73,8 +75,13 @@ class StreamRouter(io.TextIOBase):
         if not isinstance(text, str):
             msg = f"write() argument must be str, not {type(text).__name__}"
             raise TypeError(msg)
-        for line in log.feed(self._stream, text):
-            emit_stream_line(self._logger, self._stream, self._redact(line))
+        lines = log.feed(self._stream, text)
+        if lines and self._records_wanted():
+            for line in lines:
+                emit_stream_line(self._logger, self._stream, self._redact(line))
+        else:  # nothing but the capture would see the records: skip making them
+            for line in lines:
+                log.append(self._redact(line), bounded=True)
         return len(text)
 
     def flush(self) -> None:
@@ -114,10 +121,12 @@ class StdioRouting:
         current_log: Callable[[], ExecutionLog | None],
         logger: Logger,
         redact: Callable[[str], str] = str,
+        records_wanted: Callable[[], bool] = lambda: True,
     ) -> None:
         self._current_log = current_log
         self._logger = logger
         self._redact = redact
+        self._records_wanted = records_wanted
         self._routers: dict[StreamName, StreamRouter] = {}
         self.ensure_installed()
 
@@ -129,7 +138,9 @@ class StdioRouting:
             router = self._routers.get(stream)
             if current is router:
                 continue
-            router = StreamRouter(current, stream, self._current_log, self._logger, self._redact)
+            router = StreamRouter(
+                current, stream, self._current_log, self._logger, self._redact, self._records_wanted
+            )
             self._routers[stream] = router
             setattr(sys, name, router)
 
