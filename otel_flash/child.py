@@ -27,6 +27,7 @@ import contextlib
 import gc
 import importlib
 import inspect
+import io
 import json
 import logging
 import os
@@ -50,14 +51,12 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from otel_flash import threads
 from otel_flash.bridge import LogBridge
-from otel_flash.capture import ExecutionLog
 from otel_flash.exceptions import IsolationError, LoadError
 from otel_flash.failures import describe_error
 from otel_flash.loader import CodeCache, load_namespace, resolve
 from otel_flash.protocol import parse_request
 from otel_flash.redaction import Redactor
 from otel_flash.serialization import decode_arguments, encode_result
-from otel_flash.stdio import StdioRouting, emit_stream_line
 from otel_flash.wire import Message, log_message, recv_frame, send_frame, span_message
 from otel_flash.workspace import Workspace, bind_workspace
 
@@ -203,11 +202,9 @@ class _Child:
         LogBridge(logger_provider, level, Redactor())  # the worker redacts what it relays
         if settings.get("propagate_threads"):
             threads.acquire()
-        max_line = int(settings["max_line_bytes"])
-        self._log = ExecutionLog(1, 1 << 62, max_line)  # only assembles partial writes into lines
-        self._stdio_logger = logger_provider.get_logger("flash.stdio")
         if settings.get("capture_stdio"):
-            StdioRouting(lambda: self._log, self._stdio_logger)
+            sys.stdout = _Forwarder(sys.stdout, "stdout", self.send)
+            sys.stderr = _Forwarder(sys.stderr, "stderr", self.send)
 
     def send(self, message: Message) -> None:
         """Send one frame to the worker; if it is gone, so is this execution."""
@@ -241,7 +238,7 @@ class _Child:
         except BaseException as exc:  # the user's, or ours: told to the worker either way
             return _error_reply(exc)
         finally:
-            self._flush_partial_lines()
+            _flush_originals()
             otel_context.detach(token)
 
     def _load(self, message: Message) -> str:
@@ -267,13 +264,87 @@ class _Child:
         self._call = lambda: function(*args, **kwargs)
         return name
 
-    def _flush_partial_lines(self) -> None:
-        for stream, text in self._log.drain():
-            emit_stream_line(self._stdio_logger, stream, text)
-        for original in (sys.__stdout__, sys.__stderr__):
-            if original is not None:
-                with contextlib.suppress(Exception):
-                    original.flush()
+
+def _flush_originals() -> None:
+    for forwarder in (sys.stdout, sys.stderr):
+        if isinstance(forwarder, _Forwarder):
+            forwarder.flush_pending()
+    for original in (sys.__stdout__, sys.__stderr__):
+        if original is not None:
+            with contextlib.suppress(Exception):
+                original.flush()
+
+
+class _Forwarder(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` of the child: written lines go to the worker with their span.
+
+    Each thread's writes are gathered up to a newline first (``print`` writes the text
+    and the newline separately, and another thread may write in between). The worker
+    assembles and bounds lines exactly as it does for in-process ``print``; using the
+    control channel keeps them in order with the log records. Descriptor-level writes
+    bypass this and travel on the pipes.
+    """
+
+    _CHUNK = 1 << 20  # a longer pending text is sent without waiting for its newline
+
+    def __init__(self, original: Any, stream: str, send: Callable[[Message], None]) -> None:
+        super().__init__()
+        self.original = original
+        self._stream = stream
+        self._send = send
+        self._pending: dict[int, str] = {}
+
+    def write(self, text: str) -> int:
+        """Send the complete lines of this thread's writes to the worker, tagged with the current span."""
+        if not isinstance(text, str):
+            msg = f"write() argument must be str, not {type(text).__name__}"
+            raise TypeError(msg)
+        thread = threading.get_ident()
+        pending = self._pending.pop(thread, "") + text
+        cut = pending.rfind("\n") + 1
+        if len(pending) > self._CHUNK:
+            cut = len(pending)
+        if cut:
+            self._forward(pending[:cut])
+        if cut < len(pending):
+            self._pending[thread] = pending[cut:]
+        return len(text)
+
+    def flush_pending(self) -> None:
+        """Send what every thread wrote without a newline yet."""
+        while self._pending:
+            self._forward(self._pending.popitem()[1])
+
+    def _forward(self, text: str) -> None:
+        context = trace.get_current_span().get_span_context()
+        for start in range(0, len(text), self._CHUNK):
+            self._send(
+                {
+                    "op": "write",
+                    "stream": self._stream,
+                    "text": text[start : start + self._CHUNK],
+                    "trace_id": context.trace_id,
+                    "span_id": context.span_id,
+                    "flags": int(context.trace_flags),
+                }
+            )
+
+    def writable(self) -> bool:
+        """Always writable."""
+        return True
+
+    def isatty(self) -> bool:
+        """Never a terminal: progress bars fall back to plain lines, as in-process."""
+        return False
+
+    def fileno(self) -> int:
+        """The descriptor under it (a pipe to the worker as well)."""
+        return int(self.original.fileno())
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]  # TextIOBase declares it read-only
+        """UTF-8, as the worker decodes."""
+        return "utf-8"
 
 
 def _run_call(call: Callable[[], Any]) -> Any:

@@ -255,6 +255,8 @@ class ProcessSession:
                 self._owner.relay.log(message)
             elif op == "span":
                 self._owner.relay.span(message)
+            elif op == "write":
+                self._emit_write(message)
             else:
                 self._reply = message
 
@@ -271,6 +273,17 @@ class ProcessSession:
             self._selector.unregister(fd)
             os.close(fd)
             del self._pipes[fd]
+
+    def _emit_write(self, message: Message) -> None:
+        """A write to the child's ``sys.stdout``/``sys.stderr``, in the span it was made in."""
+        text = message.get("text")
+        if isinstance(text, str):
+            stream = "stderr" if message.get("stream") == "stderr" else "stdout"
+            token = otel_context.attach(self._owner.relay.context_of(message))
+            try:
+                self._emit_output(stream, text)
+            finally:
+                otel_context.detach(token)
 
     def _emit_output(self, stream: str, text: str) -> None:
         log = self._owner.current_log() if self._owner.config.capture_stdio else None
@@ -404,22 +417,25 @@ class _Relay:
         except Exception:
             internal_logger().exception("dropped a malformed log record from a function process")
 
-    def _record(self, message: Message) -> LogRecord:
+    def context_of(self, message: Message) -> otel_context.Context:
+        """The current context with the span the child named in ``message`` as current span."""
         trace_id, span_id = int(message.get("trace_id") or 0), int(message.get("span_id") or 0)
+        flags = TraceFlags(int(message.get("flags") or 0))
         span = (
-            NonRecordingSpan(
-                SpanContext(trace_id, span_id, False, TraceFlags(int(message.get("flags") or 0)))
-            )
+            NonRecordingSpan(SpanContext(trace_id, span_id, False, flags))
             if trace_id and span_id
             else INVALID_SPAN
         )
+        return trace.set_span_in_context(span, otel_context.get_current())
+
+    def _record(self, message: Message) -> LogRecord:
         body = message.get("body")
         number = message.get("severity_number")
         redact = self._redact
         return LogRecord(
             timestamp=message.get("timestamp"),
             observed_timestamp=message.get("observed"),
-            context=trace.set_span_in_context(span, otel_context.get_current()),
+            context=self.context_of(message),
             severity_text=message.get("severity_text"),
             severity_number=SeverityNumber(number) if isinstance(number, int) else None,
             body=redact(body) if isinstance(body, str) else body,

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from otel_flash import FlashConfig, RemoteExecutor
+from otel_flash.config import Isolation
 from otel_flash.testing import TelemetryCapture, capture_telemetry
 
 
@@ -33,9 +34,17 @@ def telemetry() -> Iterator[TelemetryCapture]:
 
 
 @pytest.fixture
-def executor(telemetry: TelemetryCapture) -> Iterator[RemoteExecutor]:
-    """An executor with default settings on the in-memory providers."""
+def isolation() -> Isolation:
+    """The isolation mode of the ``executor`` fixture; a module overrides it to run in both modes."""
+    return "thread"
+
+
+@pytest.fixture
+def executor(telemetry: TelemetryCapture, isolation: Isolation) -> Iterator[RemoteExecutor]:
+    """An executor with default settings (and ``isolation``) on the in-memory providers."""
     with RemoteExecutor(
-        FlashConfig(), tracer_provider=telemetry.tracer_provider, logger_provider=telemetry.logger_provider
+        FlashConfig(isolation=isolation),
+        tracer_provider=telemetry.tracer_provider,
+        logger_provider=telemetry.logger_provider,
     ) as instance:
         yield instance

@@ -1,16 +1,21 @@
-"""Log capture end to end: exact lines, order, span correlation, bounds, REPORT, live lines."""
+"""Log capture end to end: exact lines, order, span correlation, bounds, REPORT, live lines.
+
+Every case runs with ``isolation="thread"`` and ``isolation="process"``: the rendered
+stdout and the exported records must not depend on where the function ran.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.capture import CaptureProcessor
+from otel_flash.config import Isolation
 from otel_flash.render import format_timestamp
 from otel_flash.testing import TelemetryCapture
 from tests.requests import function_request, stdout_lines
@@ -32,12 +37,28 @@ def f():
 """
 
 
-def _executor(telemetry: TelemetryCapture, **settings: object) -> RemoteExecutor:
-    return RemoteExecutor(
-        FlashConfig().replace(**settings),
-        tracer_provider=telemetry.tracer_provider,
-        logger_provider=telemetry.logger_provider,
-    )
+ExecutorFactory = Callable[..., RemoteExecutor]
+
+
+@pytest.fixture(params=["thread", "process"])
+def isolation(request: pytest.FixtureRequest) -> Isolation:
+    """Both isolation modes must render and export the same lines."""
+    mode: Isolation = request.param
+    return mode
+
+
+@pytest.fixture
+def make_executor(telemetry: TelemetryCapture, isolation: Isolation) -> ExecutorFactory:
+    """Builds executors with settings changed, in the isolation mode of the test."""
+
+    def make(**settings: object) -> RemoteExecutor:
+        return RemoteExecutor(
+            FlashConfig(isolation=isolation).replace(**settings),
+            tracer_provider=telemetry.tracer_provider,
+            logger_provider=telemetry.logger_provider,
+        )
+
+    return make
 
 
 def _stamp(telemetry: TelemetryCapture, body: str) -> str:
@@ -61,9 +82,11 @@ def test_logs_and_prints_interleave_in_true_order(
     ]
 
 
-def test_debug_level_uses_the_debug_format(telemetry: TelemetryCapture) -> None:
+def test_debug_level_uses_the_debug_format(
+    telemetry: TelemetryCapture, make_executor: ExecutorFactory
+) -> None:
     """At DEBUG, debug lines are captured and show logger name and file:line."""
-    with _executor(telemetry, log_level="DEBUG") as executor:
+    with make_executor(log_level="DEBUG") as executor:
         response = executor.execute_sync(function_request(MIXED, "f"))
     lines = stdout_lines(response.stdout)
     stamp = _stamp(telemetry, "hidden at INFO")
@@ -116,9 +139,11 @@ def f(n):
 """
 
 
-def test_line_bound_keeps_head_marker_and_tail(telemetry: TelemetryCapture) -> None:
+def test_line_bound_keeps_head_marker_and_tail(
+    telemetry: TelemetryCapture, make_executor: ExecutorFactory
+) -> None:
     """Over max_log_lines: the first and last lines survive around one exact marker."""
-    with _executor(telemetry, max_log_lines=6) as executor:
+    with make_executor(max_log_lines=6) as executor:
         response = executor.execute_sync(function_request(LOOP, "f", 100))
     messages = [line.split(" | ")[-1] for line in stdout_lines(response.stdout)]
     dropped = sum(len(line) + 1 for line in response_lines_all(telemetry)[3:97])
@@ -145,9 +170,9 @@ def response_lines_all(telemetry: TelemetryCapture) -> list[str]:
     ]
 
 
-def test_byte_bound_applies(telemetry: TelemetryCapture) -> None:
+def test_byte_bound_applies(make_executor: ExecutorFactory) -> None:
     """max_log_bytes bounds the kept text even when the line bound is far."""
-    with _executor(telemetry, max_log_bytes=2000) as executor:
+    with make_executor(max_log_bytes=2000) as executor:
         response = executor.execute_sync(function_request(LOOP, "f", 500))
     kept = stdout_lines(response.stdout)
     [marker] = [line for line in kept if line.startswith("[...")]
@@ -156,17 +181,21 @@ def test_byte_bound_applies(telemetry: TelemetryCapture) -> None:
     assert re.fullmatch(r"\[\.\.\. \d+ lines \(\d+ bytes\) omitted \.\.\.\]", marker)
 
 
-def test_single_huge_line_is_cut(telemetry: TelemetryCapture) -> None:
+def test_single_huge_line_is_cut(telemetry: TelemetryCapture, make_executor: ExecutorFactory) -> None:
     """A line over max_line_bytes is cut with a marker saying how much."""
     code = "def f():\n    print('x' * 5000)\n"
-    with _executor(telemetry, max_line_bytes=100) as executor:
+    with make_executor(max_line_bytes=100) as executor:
         response = executor.execute_sync(function_request(code, "f"))
     assert stdout_lines(response.stdout) == ["x" * 100 + " [... line cut: 4900 bytes omitted]"]
     assert (telemetry.span("flash.execute").attributes or {})["flash.log.omitted_bytes"] == 4900
 
 
-def test_live_subscriber_sees_lines_as_emitted(executor: RemoteExecutor) -> None:
+def test_live_subscriber_sees_lines_as_emitted(executor: RemoteExecutor, isolation: Isolation) -> None:
     """on_line receives every captured line, in order, while the function runs."""
+    if isolation == "process":
+        pytest.skip(
+            "shares a module with the function; test_isolation_process pins live lines across processes"
+        )
     seen: list[str] = []
     code = """
     import logging
@@ -218,9 +247,11 @@ def _init_with(render: object) -> object:
     return init
 
 
-def test_renderer_failure_never_reaches_user_code(broken_renderer: None, telemetry: TelemetryCapture) -> None:
+def test_renderer_failure_never_reaches_user_code(
+    broken_renderer: None, telemetry: TelemetryCapture, make_executor: ExecutorFactory
+) -> None:
     """A failing renderer loses lines, not the execution: the function succeeds and exporters see all."""
-    with _executor(telemetry) as executor:
+    with make_executor() as executor:
         response = executor.execute_sync(function_request(MIXED, "f"))
     assert response.success
     assert stdout_lines(response.stdout) == []
@@ -257,11 +288,11 @@ def test_background_records_are_exported_but_never_captured(
     assert "background" not in (response.stdout or "")
 
 
-def test_unbounded_partial_write_is_cut_once(telemetry: TelemetryCapture) -> None:
+def test_unbounded_partial_write_is_cut_once(make_executor: ExecutorFactory) -> None:
     """Many writes without a newline keep only the bound in memory and count every dropped byte."""
     code = (
         "import sys\ndef f():\n    for _ in range(1000):\n        sys.stdout.write('y' * 1000)\n    print()\n"
     )
-    with _executor(telemetry, max_line_bytes=100) as executor:
+    with make_executor(max_line_bytes=100) as executor:
         response = executor.execute_sync(function_request(code, "f"))
     assert stdout_lines(response.stdout) == ["y" * 100 + " [... line cut: 999900 bytes omitted]"]

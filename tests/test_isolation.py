@@ -1,4 +1,7 @@
-"""A line belongs to exactly one execution, whatever runs concurrently (32 executions per case)."""
+"""A line belongs to exactly one execution, whatever runs concurrently (32 executions per case).
+
+Every case runs with ``isolation="thread"`` and ``isolation="process"``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Any
 import pytest
 
 from otel_flash import FunctionResponse, RemoteExecutor
+from otel_flash.config import Isolation
 from otel_flash.testing import TelemetryCapture
 from tests.requests import function_request, stdout_lines
 
@@ -56,6 +60,13 @@ def tagged(tag, lines):
         thread.join()
     return tag
 """
+
+
+@pytest.fixture(params=["thread", "process"])
+def isolation(request: pytest.FixtureRequest) -> Isolation:
+    """Both isolation modes must keep every line in its own execution."""
+    mode: Isolation = request.param
+    return mode
 
 
 def _assert_isolated(responses: list[FunctionResponse], per_execution: int) -> None:
