@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from otel_flash.exceptions import ConfigError
-from otel_flash.export import ExportSettings
+from otel_flash.export import ExportSettings, parse_pairs
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 DEFAULT_SECRET_PATTERNS = (
@@ -181,22 +181,6 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(msg)
 
 
-def _parse_attributes(raw: str) -> dict[str, str]:
-    """Parse ``key=value,key2=value2`` as OTEL_RESOURCE_ATTRIBUTES does."""
-    from urllib.parse import unquote
-
-    result: dict[str, str] = {}
-    for pair in raw.split(","):
-        if not pair.strip():
-            continue
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            msg = f"expected key=value, got {pair!r}"
-            raise ValueError(msg)
-        result[unquote(key.strip())] = unquote(value.strip())
-    return result
-
-
 def _parse_names(raw: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in raw.split(",") if name.strip())
 
@@ -230,7 +214,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_instances": ("FLASH_MAX_INSTANCES", int),
     "max_workers": ("FLASH_MAX_WORKERS", int),
     "service_name": ("OTEL_SERVICE_NAME", str),
-    "resource_attributes": ("OTEL_RESOURCE_ATTRIBUTES", _parse_attributes),
+    "resource_attributes": ("OTEL_RESOURCE_ATTRIBUTES", parse_pairs),
     "capture_stdio": ("FLASH_CAPTURE_STDIO", _parse_bool),
     "propagate_threads": ("FLASH_PROPAGATE_THREADS", _parse_bool),
     "installer": ("FLASH_INSTALLER", str.lower),

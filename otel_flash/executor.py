@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind
 from otel_flash import threads
 from otel_flash.bridge import LogBridge
 from otel_flash.calls import Call as _Call
-from otel_flash.calls import perform_async, perform_sync
+from otel_flash.calls import Outcome, perform_async, perform_sync
 from otel_flash.capture import CapturedLog, CaptureProcessor, ExecutionLog, LineSubscriber
 from otel_flash.config import FlashConfig
 from otel_flash.dependencies import DependencyInstaller
@@ -137,15 +137,10 @@ class RemoteExecutor:
         ``attributes`` (a job id, say) are set on the ``flash.execute`` span.
         """
         steps = self._run(request, on_line, attributes)
-        value: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                call = steps.send(value) if error is None else steps.throw(error)
-            except StopIteration as stop:
-                response: FunctionResponse = stop.value
-                return response
-            value, error = perform_sync(call)
+        step = _advance(steps, (None, None))
+        while isinstance(step, _Call):
+            step = _advance(steps, perform_sync(step))
+        return step
 
     async def execute(
         self,
@@ -159,15 +154,10 @@ class RemoteExecutor:
         ``on_line`` and ``attributes`` as for :meth:`execute_sync`.
         """
         steps = self._run(request, on_line, attributes)
-        value: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                call = steps.send(value) if error is None else steps.throw(error)
-            except StopIteration as stop:
-                response: FunctionResponse = stop.value
-                return response
-            value, error = await perform_async(call, self._pool)
+        step = _advance(steps, (None, None))
+        while isinstance(step, _Call):
+            step = _advance(steps, await perform_async(step, self._pool))
+        return step
 
     def in_execution(self) -> bool:
         """True when called inside one of this executor's executions (its log is bound)."""
@@ -451,6 +441,16 @@ class _Phase:
         self._state.phases_ms[self._name.removeprefix("flash.")] = (
             time.perf_counter_ns() - self._started
         ) / 1e6
+
+
+def _advance(steps: Generator[_Call, Any, FunctionResponse], outcome: Outcome) -> _Call | FunctionResponse:
+    """Hand the last step's outcome to the pipeline; its next step, or its response."""
+    value, error = outcome
+    try:
+        return steps.send(value) if error is None else steps.throw(error)
+    except StopIteration as stop:
+        response: FunctionResponse = stop.value
+        return response
 
 
 def _carrier_of(payload: RequestLike) -> Mapping[str, str] | None:

@@ -207,7 +207,7 @@ def _signal_from_environ(env: Mapping[str, str], signal: Signal) -> SignalExport
             exporter=exporter,
             endpoint=endpoint,
             protocol=protocol,
-            headers=_parse(env, _name_of(pick("HEADERS")), _parse_pairs, default={}),
+            headers=_parse(env, _name_of(pick("HEADERS")), parse_pairs, default={}),
             timeout_s=timeout_ms / 1000.0,
             compression=_parse(env, _name_of(pick("COMPRESSION")), _choice(_COMPRESSIONS), default="none"),
         )
@@ -283,7 +283,7 @@ def _choice(options: tuple[_S, ...]) -> Callable[[str], _S]:
     return parse
 
 
-def _parse_pairs(raw: str) -> dict[str, str]:
+def parse_pairs(raw: str) -> dict[str, str]:
     """``key=value,key2=value2`` with percent-encoded values, as the OTLP headers variable."""
     result: dict[str, str] = {}
     for pair in raw.split(","):

@@ -7,9 +7,10 @@ explicitly, so the precedence of :class:`~otel_flash.FlashConfig` holds.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlparse
 
 from opentelemetry.sdk._logs import LogRecordProcessor
@@ -73,66 +74,46 @@ def build_span_exporter(target: SignalExport, console: TextIO) -> SpanExporter:
     """The span exporter ``target`` names."""
     if target.exporter == "console":
         return ConsoleSpanExporter(out=console)
-    url = target.url("traces")
-    if target.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
-
-        return GrpcSpans(
-            url,
-            _insecure(url),
-            headers=dict(target.headers),
-            timeout=target.timeout_s,
-            compression=_grpc_compression(target),
-        )
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
-
-    return HttpSpans(
-        url, headers=dict(target.headers), timeout=target.timeout_s, compression=_http_compression(target)
-    )
+    exporter: SpanExporter = _otlp_exporter(target, "traces")
+    return exporter
 
 
 def build_log_exporter(target: SignalExport, console: TextIO) -> LogRecordExporter:
     """The log record exporter ``target`` names."""
     if target.exporter == "console":
         return ConsoleLogRecordExporter(out=console)
-    url = target.url("logs")
-    if target.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
-
-        return GrpcLogs(
-            url,
-            _insecure(url),
-            headers=dict(target.headers),
-            timeout=target.timeout_s,
-            compression=_grpc_compression(target),
-        )
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
-
-    return HttpLogs(
-        url, headers=dict(target.headers), timeout=target.timeout_s, compression=_http_compression(target)
-    )
+    exporter: LogRecordExporter = _otlp_exporter(target, "logs")
+    return exporter
 
 
 def build_metric_exporter(target: SignalExport, console: TextIO) -> MetricExporter:
     """The metric exporter ``target`` names."""
     if target.exporter == "console":
         return ConsoleMetricExporter(out=console)
-    url = target.url("metrics")
+    exporter: MetricExporter = _otlp_exporter(target, "metrics")
+    return exporter
+
+
+# module (under opentelemetry.exporter.otlp.proto) and class of each OTLP exporter; imported on use only
+_OTLP_CLASSES: dict[tuple[Signal, str], tuple[str, str]] = {
+    ("traces", "grpc"): ("grpc.trace_exporter", "OTLPSpanExporter"),
+    ("logs", "grpc"): ("grpc._log_exporter", "OTLPLogExporter"),
+    ("metrics", "grpc"): ("grpc.metric_exporter", "OTLPMetricExporter"),
+    ("traces", "http/protobuf"): ("http.trace_exporter", "OTLPSpanExporter"),
+    ("logs", "http/protobuf"): ("http._log_exporter", "OTLPLogExporter"),
+    ("metrics", "http/protobuf"): ("http.metric_exporter", "OTLPMetricExporter"),
+}
+
+
+def _otlp_exporter(target: SignalExport, signal: Signal) -> Any:
+    """The OTLP exporter of ``signal`` over ``target``'s protocol, every setting passed explicitly."""
+    module, name = _OTLP_CLASSES[(signal, target.protocol)]
+    exporter_class = getattr(importlib.import_module(f"opentelemetry.exporter.otlp.proto.{module}"), name)
+    url = target.url(signal)
+    common = {"headers": dict(target.headers), "timeout": target.timeout_s}
     if target.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
-
-        return GrpcMetrics(
-            url,
-            _insecure(url),
-            headers=dict(target.headers),
-            timeout=target.timeout_s,
-            compression=_grpc_compression(target),
-        )
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetrics
-
-    return HttpMetrics(
-        url, headers=dict(target.headers), timeout=target.timeout_s, compression=_http_compression(target)
-    )
+        return exporter_class(url, _insecure(url), compression=_grpc_compression(target), **common)
+    return exporter_class(url, compression=_http_compression(target), **common)
 
 
 def _destination(target: SignalExport, signal: Signal) -> str:
