@@ -1,8 +1,10 @@
 """The function processes of ``isolation="process"``: a zygote, and the child it forks per execution.
 
-``python -m otel_flash.child FD`` starts the zygote on the SEQPACKET socket ``FD``
-shared with the worker (:mod:`otel_flash.isolation`). It imports everything an
-execution needs once (this module's imports), then forks on request. A child
+``python -m otel_flash.child FD SETTINGS`` starts the zygote on the SEQPACKET socket
+``FD`` shared with the worker (:mod:`otel_flash.isolation`), with the executor's
+settings as JSON. It imports everything an execution needs once (this module's
+imports) and sets up what every child needs (providers, logging bridge, stream
+forwarders: :class:`_Child`), then forks on request. A child
 receives its control socket and the write ends of its stdout/stderr pipes with the
 request (``SCM_RIGHTS``), leads a new session (so the worker can kill its whole
 process group), serves exactly one execution over :mod:`otel_flash.wire` frames,
@@ -67,14 +69,17 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the zygote on the socket whose descriptor is the first argument."""
     args = sys.argv[1:] if argv is None else argv
-    _Zygote(socket.socket(fileno=int(args[0]))).serve()
+    settings = json.loads(args[1]) if len(args) > 1 else {}
+    sock = socket.socket(fileno=int(args[0]))
+    _Zygote(sock, _Child(settings)).serve()
 
 
 class _Zygote:
     """Forks a child per request and reports exit statuses; never runs user code itself."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, prepared: _Child) -> None:
         self._sock = sock
+        self._prepared = prepared
         self._children: set[int] = set()
 
     def serve(self) -> None:
@@ -116,7 +121,7 @@ class _Zygote:
             return True
         pid = os.fork()
         if pid == 0:
-            _child(fds, request, inherited)
+            _child(fds, self._prepared, inherited)
         for fd in fds:
             os.close(fd)
         self._children.add(pid)
@@ -135,14 +140,15 @@ class _Zygote:
             self._send({"op": "exited", "pid": pid, "status": status})
 
     def _send(self, message: Message) -> None:
-        self._sock.send(json.dumps(message).encode("ascii"))
+        with contextlib.suppress(OSError):  # the worker is gone: the next read ends the loop
+            self._sock.send(json.dumps(message).encode("ascii"))
 
 
 def _ignore(signum: int, frame: object) -> None:
     """SIGCHLD handler: the wakeup fd does the work."""
 
 
-def _child(fds: list[int], settings: Message, inherited: tuple[int, ...]) -> NoReturn:
+def _child(fds: list[int], prepared: _Child, inherited: tuple[int, ...]) -> NoReturn:
     """The forked child: set itself up, serve one execution, exit without cleanup."""
     code = _FAILED
     try:
@@ -154,11 +160,12 @@ def _child(fds: list[int], settings: Message, inherited: tuple[int, ...]) -> NoR
             os.close(fd)
         control, out, err = fds
         _redirect(out, err)
-        limit_mb = settings.get("memory_limit_mb")
+        prepared.attach(socket.socket(fileno=control))
+        limit_mb = prepared.settings.get("memory_limit_mb")
         if limit_mb:
             limit = int(limit_mb) << 20
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        code = _Child(socket.socket(fileno=control), settings).serve()
+        code = prepared.serve()
     except BaseException:  # reported on the captured stderr; the worker sees the exit code
         with contextlib.suppress(BaseException):
             traceback.print_exc()
@@ -177,15 +184,25 @@ def _redirect(out: int, err: int) -> None:
         os.close(source)
     for name, fd in (("stdout", 1), ("stderr", 2)):
         stream = open(fd, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)  # noqa: SIM115  # lives as long as the process
-        setattr(sys, name, stream)
         setattr(sys, f"__{name}__", stream)
+        current = getattr(sys, name)
+        if isinstance(current, _Forwarder):
+            current.original = stream
+        else:
+            setattr(sys, name, stream)
 
 
 class _Child:
-    """One execution in this process: its own providers streaming to the worker."""
+    """One execution in this process: its own providers streaming to the worker.
 
-    def __init__(self, control: socket.socket, settings: Message) -> None:
-        self._control = control
+    Built in the zygote before any fork (so no child pays for it), attached to its
+    control socket in the child. Nothing is sent before that: the zygote runs no code
+    that logs, and what it might log is dropped.
+    """
+
+    def __init__(self, settings: Message) -> None:
+        self.settings = settings
+        self._control: socket.socket | None = None
         self._lock = threading.Lock()
         self._code = CodeCache()
         self._call: Callable[[], Any] | None = None
@@ -198,7 +215,7 @@ class _Child:
         # this process exists for this execution: the global API leads to its providers
         trace.set_tracer_provider(tracer_provider)
         set_logger_provider(logger_provider)
-        level = logging.getLevelNamesMapping()[str(settings["log_level"])]
+        level = logging.getLevelNamesMapping()[str(settings.get("log_level", "INFO"))]
         LogBridge(logger_provider, level, Redactor())  # the worker redacts what it relays
         if settings.get("propagate_threads"):
             threads.acquire()
@@ -206,8 +223,14 @@ class _Child:
             sys.stdout = _Forwarder(sys.stdout, "stdout", self.send)
             sys.stderr = _Forwarder(sys.stderr, "stderr", self.send)
 
+    def attach(self, control: socket.socket) -> None:
+        """Start sending to the worker on ``control``."""
+        self._control = control
+
     def send(self, message: Message) -> None:
         """Send one frame to the worker; if it is gone, so is this execution."""
+        if self._control is None:
+            return
         try:
             with self._lock:
                 send_frame(self._control, message)
@@ -215,6 +238,9 @@ class _Child:
             os._exit(0)
 
     def serve(self) -> int:
+        """Answer the worker's requests until it says ``exit`` or goes away."""
+        if self._control is None:
+            return _FAILED
         while True:
             message = recv_frame(self._control)
             if message is None or message.get("op") == "exit":

@@ -75,15 +75,15 @@ class ProcessIsolation:
         self.current_log = current_log
         self.stdio_logger = logger_provider.get_logger("flash.stdio")
         self.redact = redact
-        self.zygote = _Zygote()
+        self.zygote = _Zygote(
+            {
+                "log_level": config.log_level,
+                "capture_stdio": config.capture_stdio,
+                "propagate_threads": config.propagate_threads,
+                "memory_limit_mb": config.memory_limit_mb,
+            }
+        )
         self.zygote.start()  # it imports while the worker gets ready
-        self.settings: Message = {
-            "log_level": config.log_level,
-            "capture_stdio": config.capture_stdio,
-            "propagate_threads": config.propagate_threads,
-            "max_line_bytes": config.max_line_bytes,
-            "memory_limit_mb": config.memory_limit_mb,
-        }
 
     def session(
         self, request: FunctionRequest, limit_s: float | None, workspace: Workspace | None
@@ -140,7 +140,7 @@ class ProcessSession:
         """Fork the child and load the function there; its qualified name."""
         if self._limit_s is not None:
             self._deadline = time.monotonic() + self._limit_s
-        pid, control, out_r, err_r = self._owner.zygote.fork(self._owner.settings)
+        pid, control, out_r, err_r = self._owner.zygote.fork()
         self._pid, self._control = pid, control
         self._selector.register(control, selectors.EVENT_READ)
         self._listening = True
@@ -178,7 +178,7 @@ class ProcessSession:
             if self._over:
                 return
         self._kill()
-        self._drain(_DRAIN_S)
+        self._drain(0.0)  # what was written before the last answer is in the pipes already
         self._close()
 
     def abort(self) -> None:
@@ -223,13 +223,15 @@ class ProcessSession:
         reply, self._reply = self._reply, None
         return reply
 
-    def _pump(self, timeout: float | None) -> None:
-        """Read what is ready (waiting at most ``timeout``) and pass it on."""
-        for key, _ in self._selector.select(timeout):
+    def _pump(self, timeout: float | None) -> bool:
+        """Read what is ready (waiting at most ``timeout``) and pass it on; False if nothing was."""
+        events = self._selector.select(timeout)
+        for key, _ in events:
             if self._control is not None and key.fd == self._control.fileno():
                 self._read_control()
             else:
                 self._read_pipe(key.fd)
+        return bool(events)
 
     def _read_control(self) -> None:
         if self._control is None:
@@ -297,11 +299,18 @@ class ProcessSession:
             emit_stream_line(self._owner.stdio_logger, stream, redact(line))
 
     def _drain(self, seconds: float) -> None:
-        """Take in what the child and its descendants still send, until they close or time passes."""
+        """Take in what the child and its descendants still send, until they close or time passes.
+
+        With ``seconds`` 0: only what is readable now, without waiting for anything more.
+        """
         until = time.monotonic() + seconds
-        while self._selector.get_map() and (left := until - time.monotonic()) > 0:
+        while self._selector.get_map():
+            left = until - time.monotonic()
+            if seconds and left <= 0:
+                return
             with contextlib.suppress(IsolationError):  # a broken frame at the very end: drop it
-                self._pump(left)
+                if not self._pump(max(left, 0.0)) and not seconds:
+                    return
 
     def _died(self) -> IsolationError:
         """The child stopped answering: take in its last output, learn and tell how it ended."""
@@ -479,7 +488,8 @@ class _Zygote:
     on demand, so a zygote that died costs one request a restart, not the worker.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Message) -> None:
+        self._settings = json.dumps(settings)
         self._cond = threading.Condition()
         self._sock: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -500,7 +510,7 @@ class _Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:
             process = subprocess.Popen(
-                [sys.executable, "-m", "otel_flash.child", str(theirs.fileno())],
+                [sys.executable, "-m", "otel_flash.child", str(theirs.fileno()), self._settings],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a terminal's Ctrl-C is the worker's to handle
@@ -508,7 +518,7 @@ class _Zygote:
         self._sock, self._process, self._ready = ours, process, False
         threading.Thread(target=self._read, args=(ours, process), name="flash-zygote", daemon=True).start()
 
-    def fork(self, settings: Message) -> tuple[int, socket.socket, int, int]:
+    def fork(self) -> tuple[int, socket.socket, int, int]:
         """A new child: its pid, the worker's end of its control socket, its stdout and stderr pipes.
 
         Raises:
@@ -518,7 +528,7 @@ class _Zygote:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            pid = self._request_fork(settings, [child_control.fileno(), out_w, err_w])
+            pid = self._request_fork([child_control.fileno(), out_w, err_w])
         except BaseException:
             control.close()
             os.close(out_r)
@@ -530,7 +540,7 @@ class _Zygote:
             os.close(err_w)
         return pid, control, out_r, err_r
 
-    def _request_fork(self, settings: Message, fds: list[int]) -> int:
+    def _request_fork(self, fds: list[int]) -> int:
         with self._cond:
             if self._closed:
                 msg = "the executor is shut down"
@@ -546,7 +556,7 @@ class _Zygote:
                 raise IsolationError(msg)
             self._seq += 1
             seq = self._seq
-            socket.send_fds(sock, [json.dumps({**settings, "seq": seq}).encode("ascii")], fds)
+            socket.send_fds(sock, [json.dumps({"seq": seq}).encode("ascii")], fds)
             if not self._cond.wait_for(
                 lambda: seq in self._forked or self._sock is not sock, _START_TIMEOUT_S
             ):
