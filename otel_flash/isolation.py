@@ -9,7 +9,7 @@ context, everything the child sends:
 
 * log records, re-emitted into the worker's LoggerProvider with the child's trace
   and span ids, so the capture processor puts them in the response and the
-  exporters see them (:class:`_Relay`);
+  exporters see them (:class:`~otel_flash.relay.Relay`);
 * finished spans, handed to the worker's span processors;
 * bytes written to the child's file descriptors 1 and 2 (C extensions, programs the
   function starts), line by line, as captured stdout/stderr lines.
@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import json
 import os
 import selectors
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -36,23 +34,20 @@ from typing import Any, TextIO
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry._logs import Logger, LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from otel_flash._internal import internal_logger
 from otel_flash.capture import ExecutionLog
 from otel_flash.config import FlashConfig
 from otel_flash.exceptions import ExecutionTimeout, FlashError, IsolationError, RemoteError, RequestError
 from otel_flash.protocol import FunctionRequest
 from otel_flash.redaction import Redactor
+from otel_flash.relay import Relay
 from otel_flash.stdio import emit_stream_line
-from otel_flash.wire import FrameReader, Message, attribute_values, decode_span, send_frame
+from otel_flash.wire import FrameReader, Message, send_frame
 from otel_flash.workspace import Workspace
+from otel_flash.zygote import Zygote
 
-_START_TIMEOUT_S = 60.0  # the zygote imports the SDK once: slow on a loaded machine
 _DRAIN_S = 2.0  # after the child ended: a program it started may still hold the pipes
 _STATUS_WAIT_S = 5.0
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -71,11 +66,11 @@ class ProcessIsolation:
         redact: Redactor,
     ) -> None:
         self.config = config
-        self.relay = _Relay(tracer_provider, logger_provider, redact)
+        self.relay = Relay(tracer_provider, logger_provider, redact)
         self.current_log = current_log
         self.stdio_logger = logger_provider.get_logger("flash.stdio")
         self.redact = redact
-        self.zygote = _Zygote(
+        self.zygote = Zygote(
             {
                 "log_level": config.log_level,
                 "capture_stdio": config.capture_stdio,
@@ -395,234 +390,3 @@ def _carrier() -> dict[str, str]:
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier)
     return carrier
-
-
-class _Relay:
-    """Re-emits a child's log records and spans into the worker's providers.
-
-    Spans go straight to the worker's span processors through the SDK's private
-    ``TracerProvider._active_span_processor`` (there is no public way to hand a
-    provider a span that ended elsewhere); with a provider that has none, the
-    child's own spans are dropped and this is said once on ``flash.internal``.
-    Whatever the child sends is redacted here, and a malformed message is dropped.
-    """
-
-    def __init__(
-        self, tracer_provider: trace.TracerProvider, logger_provider: LoggerProvider, redact: Redactor
-    ):
-        self._logger_provider = logger_provider
-        self._loggers: dict[str, Logger] = {}
-        self._redact = redact
-        processor = getattr(tracer_provider, "_active_span_processor", None)  # SDK private: see docstring
-        self._on_end: Callable[[Any], None] | None = getattr(processor, "on_end", None)
-        resource = getattr(tracer_provider, "resource", None)
-        self._resource = resource if isinstance(resource, Resource) else Resource.get_empty()
-        self._warned = False
-
-    def log(self, message: Message) -> None:
-        """Emit the record in the current context (the execution's), with the child's ids."""
-        try:
-            self._logger(str(message.get("scope") or "")).emit(self._record(message))
-        except Exception:
-            internal_logger().exception("dropped a malformed log record from a function process")
-
-    def context_of(self, message: Message) -> otel_context.Context:
-        """The current context with the span the child named in ``message`` as current span."""
-        trace_id, span_id = int(message.get("trace_id") or 0), int(message.get("span_id") or 0)
-        flags = TraceFlags(int(message.get("flags") or 0))
-        span = (
-            NonRecordingSpan(SpanContext(trace_id, span_id, False, flags))
-            if trace_id and span_id
-            else INVALID_SPAN
-        )
-        return trace.set_span_in_context(span, otel_context.get_current())
-
-    def _record(self, message: Message) -> LogRecord:
-        body = message.get("body")
-        number = message.get("severity_number")
-        redact = self._redact
-        return LogRecord(
-            timestamp=message.get("timestamp"),
-            observed_timestamp=message.get("observed"),
-            context=self.context_of(message),
-            severity_text=message.get("severity_text"),
-            severity_number=SeverityNumber(number) if isinstance(number, int) else None,
-            body=redact(body) if isinstance(body, str) else body,
-            attributes=self._attributes(message.get("attributes")),
-        )
-
-    def _attributes(self, raw: Any) -> dict[str, Any]:
-        return {key: self._redact.value(value) for key, value in attribute_values(raw).items()}
-
-    def _logger(self, scope: str) -> Logger:
-        logger = self._loggers.get(scope)
-        if logger is None:
-            if len(self._loggers) > 4096:  # scopes are named by user code: keep the cache bounded
-                self._loggers.clear()
-            logger = self._loggers.setdefault(scope, self._logger_provider.get_logger(scope))
-        return logger
-
-    def span(self, message: Message) -> None:
-        """Hand the span to the worker's span processors as if it had ended here."""
-        if self._on_end is None:
-            if not self._warned:
-                self._warned = True
-                internal_logger().warning(
-                    "spans of function processes are dropped: not an SDK TracerProvider"
-                )
-            return
-        try:
-            redact = self._redact.value
-            message["attributes"] = {key: redact(value) for key, value in dict(message["attributes"]).items()}
-            for event in message.get("events") or []:
-                event[2] = {key: redact(value) for key, value in dict(event[2]).items()}
-            self._on_end(decode_span(message, self._resource))
-        except Exception:
-            internal_logger().exception("dropped a malformed span from a function process")
-
-
-class _Zygote:
-    """The worker's end of the zygote: asks for forks, learns how the children ended.
-
-    A reader thread takes every message the zygote sends; the zygote is (re)started
-    on demand, so a zygote that died costs one request a restart, not the worker.
-    """
-
-    def __init__(self, settings: Message) -> None:
-        self._settings = json.dumps(settings)
-        self._cond = threading.Condition()
-        self._sock: socket.socket | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._ready = False
-        self._seq = 0
-        self._forked: dict[int, int] = {}
-        self._watched: set[int] = set()
-        self._statuses: dict[int, int] = {}
-        self._closed = False
-
-    def start(self) -> None:
-        """Start the zygote unless it runs."""
-        with self._cond:
-            if self._sock is None and not self._closed:
-                self._start()
-
-    def _start(self) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        with theirs:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "otel_flash.child", str(theirs.fileno()), self._settings],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # a terminal's Ctrl-C is the worker's to handle
-            )
-        self._sock, self._process, self._ready = ours, process, False
-        threading.Thread(target=self._read, args=(ours, process), name="flash-zygote", daemon=True).start()
-
-    def fork(self) -> tuple[int, socket.socket, int, int]:
-        """A new child: its pid, the worker's end of its control socket, its stdout and stderr pipes.
-
-        Raises:
-            IsolationError: the zygote cannot be started or does not fork.
-        """
-        control, child_control = socket.socketpair()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        try:
-            pid = self._request_fork([child_control.fileno(), out_w, err_w])
-        except BaseException:
-            control.close()
-            os.close(out_r)
-            os.close(err_r)
-            raise
-        finally:
-            child_control.close()
-            os.close(out_w)
-            os.close(err_w)
-        return pid, control, out_r, err_r
-
-    def _request_fork(self, fds: list[int]) -> int:
-        with self._cond:
-            if self._closed:
-                msg = "the executor is shut down"
-                raise IsolationError(msg)
-            if self._sock is None:
-                self._start()
-            if not self._cond.wait_for(lambda: self._ready or self._sock is None, _START_TIMEOUT_S):
-                msg = f"the zygote process did not start within {_START_TIMEOUT_S:g} s"
-                raise IsolationError(msg)
-            sock = self._sock
-            if sock is None:
-                msg = "the zygote process exited at start (see the worker's stderr)"
-                raise IsolationError(msg)
-            self._seq += 1
-            seq = self._seq
-            socket.send_fds(sock, [json.dumps({"seq": seq}).encode("ascii")], fds)
-            if not self._cond.wait_for(
-                lambda: seq in self._forked or self._sock is not sock, _START_TIMEOUT_S
-            ):
-                msg = "the zygote process did not fork in time"
-                raise IsolationError(msg)
-            pid = self._forked.pop(seq, 0)
-        if not pid:
-            msg = "the zygote process could not fork"
-            raise IsolationError(msg)
-        return pid
-
-    def wait_exit(self, pid: int, timeout: float) -> int | None:
-        """The wait status of child ``pid`` once the zygote reaped it, or None after ``timeout``."""
-        with self._cond:
-            self._cond.wait_for(lambda: pid in self._statuses or self._sock is None, timeout)
-            return self._statuses.pop(pid, None)
-
-    def forget(self, pid: int) -> None:
-        """Nobody will ask how ``pid`` ended."""
-        with self._cond:
-            self._watched.discard(pid)
-            self._statuses.pop(pid, None)
-
-    def _read(self, sock: socket.socket, process: subprocess.Popen[bytes]) -> None:
-        while True:
-            try:
-                data = sock.recv(1 << 16)
-            except OSError:
-                data = b""
-            if not data:
-                break
-            message = json.loads(data)
-            with self._cond:
-                self._take(message)
-                self._cond.notify_all()
-        with self._cond:
-            if self._sock is sock:
-                self._sock = None
-            self._cond.notify_all()
-        sock.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(_STATUS_WAIT_S)
-
-    def _take(self, message: Message) -> None:
-        op, pid = message.get("op"), int(message.get("pid") or 0)
-        if op == "ready":
-            self._ready = True
-        elif op == "forked":
-            self._forked[int(message["seq"])] = pid
-            if pid:
-                self._watched.add(pid)
-        elif op == "exited" and pid in self._watched:
-            self._watched.discard(pid)
-            self._statuses[pid] = int(message["status"])
-
-    def close(self) -> None:
-        """Stop the zygote (it kills the children it has left) and wait for it briefly."""
-        with self._cond:
-            self._closed = True
-            sock, process = self._sock, self._process
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        if process is not None:
-            try:
-                process.wait(_STATUS_WAIT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
