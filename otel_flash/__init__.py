@@ -4,12 +4,16 @@ from otel_flash.config import FlashConfig
 from otel_flash.exceptions import (
     ConfigError,
     DependencyError,
+    ExecutionTimeout,
     FlashError,
+    IsolationError,
     LoadError,
+    RemoteError,
     RequestError,
     SerializationError,
 )
 from otel_flash.executor import RemoteExecutor
+from otel_flash.export import ExportSettings
 from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
 from otel_flash.telemetry import Telemetry, configure_telemetry
 from otel_flash.workspace import current_workspace
@@ -17,11 +21,15 @@ from otel_flash.workspace import current_workspace
 __all__ = [
     "ConfigError",
     "DependencyError",
+    "ExecutionTimeout",
+    "ExportSettings",
     "FlashConfig",
     "FlashError",
     "FunctionRequest",
     "FunctionResponse",
+    "IsolationError",
     "LoadError",
+    "RemoteError",
     "RemoteExecutor",
     "RequestError",
     "SerializationError",

@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Generator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -29,46 +28,24 @@ from otel_flash.calls import Outcome, perform_async, perform_sync
 from otel_flash.capture import CapturedLog, CaptureProcessor, ExecutionLog, LineSubscriber
 from otel_flash.config import FlashConfig
 from otel_flash.dependencies import DependencyInstaller
-from otel_flash.exceptions import LoadError, RequestError
 from otel_flash.failures import describe_error, record_failure
-from otel_flash.instances import Instance, InstanceRegistry
+from otel_flash.instances import InstanceRegistry
 from otel_flash.isolation import ProcessIsolation
-from otel_flash.loader import CodeCache, load_namespace, resolve, resolve_method
+from otel_flash.loader import CodeCache
 from otel_flash.observation import records_observed, spans_observed, unobserved_span
+from otel_flash.phases import Phase, RunState
 from otel_flash.propagation import extract_context, format_trace_id
 from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
 from otel_flash.redaction import Redactor
 from otel_flash.render import LineRenderer, report_line
-from otel_flash.serialization import decode_arguments, encode_result
+from otel_flash.serialization import encode_result
 from otel_flash.stdio import StdioRouting, emit_stream_line
+from otel_flash.targets import Target, TargetLoader
 from otel_flash.telemetry import resolve_telemetry
 from otel_flash.workspace import Workspace, bind_workspace
 
 _log = logging.getLogger("flash.executor")
 RequestLike = FunctionRequest | Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """What the load phase resolved: the callable and its decoded arguments."""
-
-    fn: Callable[..., Any]
-    args: list[Any]
-    kwargs: dict[str, Any]
-    qualname: str
-    instance: Instance | None
-
-
-@dataclass(slots=True)
-class _RunState:
-    """Facts gathered while one execution runs."""
-
-    phases_ms: dict[str, float] = field(default_factory=dict)
-    failed_phase: str | None = None
-    instance: Instance | None = None
-    workspace: Workspace | None = None
-    root_attributes: dict[str, str] = field(default_factory=dict)
-    spans_observed: bool = True
 
 
 class RemoteExecutor:
@@ -106,7 +83,7 @@ class RemoteExecutor:
         if self.config.propagate_threads:
             threads.acquire()
         self._instances = InstanceRegistry(self.config.max_instances)
-        self._code = CodeCache()
+        self._targets = TargetLoader(CodeCache(), self._instances)
         self._dependencies = DependencyInstaller(self.config)
         self._pool = ThreadPoolExecutor(self.config.max_workers, thread_name_prefix="flash-call")
         self._isolation = (
@@ -203,7 +180,7 @@ class RemoteExecutor:
             log.subscribe(on_line)
         logging_before = self._reclaim_process_state()
         workspace = Workspace(cfg.workspace_path)
-        state = _RunState(workspace=workspace, spans_observed=spans_observed(self._telemetry.tracer_provider))
+        state = RunState(workspace=workspace, spans_observed=spans_observed(self._telemetry.tracer_provider))
 
         def bound(context: otel_context.Context | None) -> otel_context.Context:
             return bind_workspace(workspace, self._capture.bind(log, context))
@@ -256,7 +233,7 @@ class RemoteExecutor:
         return self._bridge.snapshot()
 
     def _outcome(
-        self, payload: RequestLike, root: trace.Span, state: _RunState
+        self, payload: RequestLike, root: trace.Span, state: RunState
     ) -> Generator[_Call, Any, dict[str, Any]]:
         """The phases' response fields, or those of their failure."""
         try:
@@ -272,7 +249,7 @@ class RemoteExecutor:
         self,
         log: ExecutionLog,
         root: trace.Span,
-        state: _RunState,
+        state: RunState,
         success: bool,
         logging_before: tuple[tuple[logging.Handler, ...], int],
     ) -> CapturedLog:
@@ -300,7 +277,7 @@ class RemoteExecutor:
         )
         return captured
 
-    def _phases(self, payload: RequestLike, state: _RunState) -> Generator[_Call, Any, dict[str, Any]]:
+    def _phases(self, payload: RequestLike, state: RunState) -> Generator[_Call, Any, dict[str, Any]]:
         request = parse_request(payload)
         attributes = state.root_attributes
         attributes["flash.execution_type"] = request.execution_type
@@ -324,7 +301,7 @@ class RemoteExecutor:
             return (yield from self._isolated_phases(self._isolation, request, state, limit))
         deadline = None if limit is None else time.monotonic() + limit
         with self._phase("flash.function.load", state):
-            target: _Target = yield _Call(self._load, (request,), deadline=deadline, limit_s=limit)
+            target: Target = yield _Call(self._targets.load, (request,), deadline=deadline, limit_s=limit)
         state.instance = target.instance
         attributes["code.function.name"] = target.qualname
         with self._phase("flash.function.call", state, {"code.function.name": target.qualname}):
@@ -337,7 +314,7 @@ class RemoteExecutor:
         return {"success": True, **encoded}
 
     def _isolated_phases(
-        self, isolation: ProcessIsolation, request: FunctionRequest, state: _RunState, limit: float | None
+        self, isolation: ProcessIsolation, request: FunctionRequest, state: RunState, limit: float | None
     ) -> Generator[_Call, Any, dict[str, Any]]:
         """``isolation="process"``: load, call and serialize run in a child process (isolation.py)."""
         session = isolation.session(request, limit, state.workspace)
@@ -364,83 +341,8 @@ class RemoteExecutor:
         cap = self.config.max_timeout_s
         return cap if cap is not None and (limit is None or limit > cap) else limit
 
-    def _phase(self, name: str, state: _RunState, attributes: Mapping[str, str] | None = None) -> _Phase:
-        return _Phase(self._tracer, name, state, attributes, self._redact)
-
-    def _load(self, request: FunctionRequest) -> _Target:
-        fmt = request.serialization_format
-        if request.execution_type == "class":
-            instance = self._instance_for(request)
-            method = resolve_method(instance.obj, request.method_name)
-            args, kwargs = decode_arguments(request.args, request.kwargs, fmt)
-            return _Target(method, args, kwargs, f"{request.class_name}.{request.method_name}", instance)
-        name = request.function_name or ""
-        namespace = load_namespace(self._code.compile(request.function_code or "", name))
-        function = resolve(namespace, name, "function")
-        if not callable(function):
-            msg = f"{name!r} is not callable (it is a {type(function).__name__})"
-            raise LoadError(msg)
-        args, kwargs = decode_arguments(request.args, request.kwargs, fmt)
-        return _Target(function, args, kwargs, name, None)
-
-    def _instance_for(self, request: FunctionRequest) -> Instance:
-        class_name = request.class_name or ""
-        if request.instance_id and not request.create_new_instance:
-            existing = self._instances.get(request.instance_id)
-            if existing is not None:
-                if existing.class_name != class_name:
-                    msg = f"instance {request.instance_id!r} is a {existing.class_name}, not a {class_name}"
-                    raise RequestError(msg)
-                return existing
-        namespace = load_namespace(self._code.compile(request.class_code or "", class_name))
-        cls = resolve(namespace, class_name, "class")
-        args, kwargs = decode_arguments(
-            request.constructor_args, request.constructor_kwargs, request.serialization_format, "constructor_"
-        )
-        return self._instances.add(class_name, cls(*args, **kwargs), request.instance_id)
-
-
-class _Phase:
-    """One phase: a current child span, its timing, and its failure recorded.
-
-    A plain class rather than ``start_as_current_span``: phases are on every
-    request's path, and this saves the decorator and generator layers.
-    """
-
-    __slots__ = ("_attributes", "_name", "_redact", "_span", "_started", "_state", "_token", "_tracer")
-
-    def __init__(
-        self,
-        tracer: trace.Tracer,
-        name: str,
-        state: _RunState,
-        attributes: Mapping[str, str] | None,
-        redact: Redactor,
-    ) -> None:
-        self._redact = redact
-        self._tracer = tracer
-        self._name = name
-        self._state = state
-        self._attributes = attributes
-
-    def __enter__(self) -> trace.Span:
-        self._started = time.perf_counter_ns()
-        if self._state.spans_observed:
-            self._span = self._tracer.start_span(self._name, attributes=self._attributes)
-        else:
-            self._span = unobserved_span()
-        self._token = otel_context.attach(trace.set_span_in_context(self._span))
-        return self._span
-
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        otel_context.detach(self._token)
-        if exc is not None:
-            self._state.failed_phase = self._name
-            record_failure(self._span, exc, self._redact)
-        self._span.end()
-        self._state.phases_ms[self._name.removeprefix("flash.")] = (
-            time.perf_counter_ns() - self._started
-        ) / 1e6
+    def _phase(self, name: str, state: RunState, attributes: Mapping[str, str] | None = None) -> Phase:
+        return Phase(self._tracer, name, state, attributes, self._redact)
 
 
 def _advance(steps: Generator[_Call, Any, FunctionResponse], outcome: Outcome) -> _Call | FunctionResponse:

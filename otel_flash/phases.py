@@ -1,0 +1,71 @@
+"""One execution's phases: the state gathered while it runs, and the span each phase is."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from otel_flash.failures import record_failure
+from otel_flash.instances import Instance
+from otel_flash.observation import unobserved_span
+from otel_flash.redaction import Redactor
+from otel_flash.workspace import Workspace
+
+
+@dataclass(slots=True)
+class RunState:
+    """Facts gathered while one execution runs."""
+
+    phases_ms: dict[str, float] = field(default_factory=dict)
+    failed_phase: str | None = None
+    instance: Instance | None = None
+    workspace: Workspace | None = None
+    root_attributes: dict[str, str] = field(default_factory=dict)
+    spans_observed: bool = True
+
+
+class Phase:
+    """One phase: a current child span, its timing, and its failure recorded.
+
+    A plain class rather than ``start_as_current_span``: phases are on every
+    request's path, and this saves the decorator and generator layers. When nothing
+    observes spans (:mod:`otel_flash.observation`) the span is a stand-in with real ids.
+    """
+
+    __slots__ = ("_attributes", "_name", "_redact", "_span", "_started", "_state", "_token", "_tracer")
+
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        name: str,
+        state: RunState,
+        attributes: Mapping[str, str] | None,
+        redact: Redactor,
+    ) -> None:
+        self._redact = redact
+        self._tracer = tracer
+        self._name = name
+        self._state = state
+        self._attributes = attributes
+
+    def __enter__(self) -> trace.Span:
+        self._started = time.perf_counter_ns()
+        if self._state.spans_observed:
+            self._span = self._tracer.start_span(self._name, attributes=self._attributes)
+        else:
+            self._span = unobserved_span()
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        otel_context.detach(self._token)
+        if exc is not None:
+            self._state.failed_phase = self._name
+            record_failure(self._span, exc, self._redact)
+        self._span.end()
+        elapsed_ms = (time.perf_counter_ns() - self._started) / 1e6
+        self._state.phases_ms[self._name.removeprefix("flash.")] = elapsed_ms
