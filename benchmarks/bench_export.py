@@ -15,6 +15,9 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
 from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.export import BatchSettings, ExportSettings, OtlpProtocol
 from tests.otlp_receivers import BlackHole, GrpcReceiver, HttpReceiver, refused_endpoint
@@ -54,8 +57,33 @@ def _export(endpoint: str, protocol: OtlpProtocol = "grpc") -> ExportSettings:
     )
 
 
-def _measure(export: ExportSettings) -> Figures:
-    executor = RemoteExecutor(FlashConfig(log_level="INFO").replace(export=export))
+class _Discard(SpanProcessor, LogRecordProcessor):
+    """Observes spans and records and drops them: telemetry recorded, nothing exported."""
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        """Drop the record."""
+
+    def shutdown(self) -> None:
+        """Nothing to release."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing is held."""
+        return True
+
+
+def _recorded_executor() -> RemoteExecutor:
+    tracer_provider = TracerProvider(shutdown_on_exit=False)
+    tracer_provider.add_span_processor(_Discard())
+    logger_provider = LoggerProvider(shutdown_on_exit=False)
+    logger_provider.add_log_record_processor(_Discard())
+    return RemoteExecutor(FlashConfig(), tracer_provider=tracer_provider, logger_provider=logger_provider)
+
+
+def _measure(export: ExportSettings | None) -> Figures:
+    if export is None:
+        executor = _recorded_executor()
+    else:
+        executor = RemoteExecutor(FlashConfig(log_level="INFO").replace(export=export))
     for _ in range(WARMUP):
         executor.execute_sync(REQUEST)
     samples = []
@@ -67,17 +95,19 @@ def _measure(export: ExportSettings) -> Figures:
     started = time.perf_counter_ns()
     executor.shutdown()
     shutdown_s = (time.perf_counter_ns() - started) / 1e9
-    dropped = sum(ledger.dropped + ledger.accepted - ledger.handed for ledger in executor._telemetry.ledgers)
+    ledgers = executor._telemetry.ledgers
+    dropped = sum(ledger.dropped + ledger.accepted - ledger.handed for ledger in ledgers)
     samples.sort()
     return Figures(statistics.median(samples), samples[int(len(samples) * 0.99) - 1], shutdown_s, dropped)
 
 
-Setting = tuple[str, Callable[[], AbstractContextManager[Any]], Callable[[Any], ExportSettings]]
+Setting = tuple[str, Callable[[], AbstractContextManager[Any]], Callable[[Any], ExportSettings | None]]
 
 
 def _settings() -> list[Setting]:
     return [
         ("export off", nullcontext, lambda _: ExportSettings()),
+        ("recorded, not exported", nullcontext, lambda _: None),
         ("live gRPC receiver", GrpcReceiver, lambda r: _export(r.endpoint)),
         ("live HTTP receiver", HttpReceiver, lambda r: _export(r.endpoint, "http/protobuf")),
         ("dead endpoint (refused)", nullcontext, lambda _: _export(refused_endpoint())),
@@ -92,6 +122,7 @@ def main() -> None:
         with receiver() as running:
             results[name] = _measure(export(running))
     base = results["export off"]
+    recorded = results["recorded, not exported"]
     print(f"{RUNS} executions each (20 log lines per execution); ratios to export off")
     print(f"{'setting':<26} {'median':>9} {'ratio':>6} {'p99':>9} {'ratio':>6} {'shutdown':>9} {'lost':>6}")
     for name, figures in results.items():
@@ -100,3 +131,7 @@ def main() -> None:
             f"{figures.p99_ms:>7.2f}ms {figures.p99_ms / base.p99_ms:>5.2f}x "
             f"{figures.shutdown_s:>8.2f}s {figures.dropped:>6}"
         )
+    live = results["live gRPC receiver"].median_ms
+    print(
+        f"live gRPC / recorded-not-exported (the cost of exporting itself): {live / recorded.median_ms:.2f}x"
+    )

@@ -44,6 +44,21 @@ class FlashLoggingHandler(LoggingHandler):
             translated.attributes = {key: redact(value) for key, value in translated.attributes.items()}  # type: ignore[misc]  # AnyValue in, AnyValue out
         return translated
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Filter and emit without the handler-wide lock.
+
+        ``logging.Handler.handle`` serialises every thread through one lock; the OTel
+        pipeline behind :meth:`emit` is thread-safe (the SDK's processors lock what
+        they share, each execution's log has its own lock), so the lock only adds
+        contention between concurrent executions.
+        """
+        rv = self.filter(record)
+        if isinstance(rv, logging.LogRecord):
+            record = rv
+        if rv:
+            self.emit(record)
+        return bool(rv)
+
     def emit(self, record: logging.LogRecord) -> None:
         """Translate ``record`` and emit it through the OTel logger named after its logger."""
         if self._is_emitting.get():
