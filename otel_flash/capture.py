@@ -52,6 +52,7 @@ class ExecutionLog:
     """
 
     __slots__ = (
+        "_captured",
         "_closed",
         "_cut_bytes",
         "_lines",
@@ -69,6 +70,7 @@ class ExecutionLog:
         self._subscribers: list[LineSubscriber] = []
         self._partial: dict[str, tuple[str, int]] = {}
         self._closed = False
+        self._captured: CapturedLog | None = None
         self._total = 0
         self._cut_bytes = 0
 
@@ -142,18 +144,20 @@ class ExecutionLog:
             return rest
 
     def close(self) -> CapturedLog:
-        """End capture and return what was kept."""
+        """End capture and return what was kept (the same result on every call)."""
         with self._lock:
-            self._closed = True
-            self._subscribers.clear()
-            lines = self._lines
-            return CapturedLog(
-                head=tuple(lines.head()),
-                tail=tuple(lines.tail()),
-                total_lines=self._total,
-                omitted_lines=lines.omitted_lines,
-                omitted_bytes=lines.omitted_bytes + self._cut_bytes,
-            )
+            if self._captured is None:
+                self._closed = True
+                self._subscribers.clear()
+                lines = self._lines
+                self._captured = CapturedLog(
+                    head=tuple(lines.head()),
+                    tail=tuple(lines.tail()),
+                    total_lines=self._total,
+                    omitted_lines=lines.omitted_lines,
+                    omitted_bytes=lines.omitted_bytes + self._cut_bytes,
+                )
+            return self._captured
 
 
 def _notify(subscriber: LineSubscriber, line: str) -> None:
