@@ -20,15 +20,25 @@ FLOOD = textwrap.dedent(
         for i in range(n):
             log.info("line %07d %s", i, "x" * 180)
     """
-    process = psutil.Process()
+    import threading
+    process, samples, done = psutil.Process(), [], threading.Event()
+
+    def sample():  # peak RSS, sampled every 10 ms while the flood runs
+        while not done.wait(0.01):
+            samples.append(process.memory_info().rss)
+
     with RemoteExecutor(FlashConfig()) as executor:
         request = {"function_name": "flood", "function_code": code, "args": [1000],
                    "serialization_format": "json"}
         executor.execute_sync(request)  # warm up: imports, caches
         gc.collect()
         before = process.memory_info().rss
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         response = executor.execute_sync({**request, "args": [1_000_000]})
-        peak = process.memory_info().rss
+        done.set()
+        sampler.join()
+        peak = max(samples)
     print(json.dumps({"growth": peak - before, "stdout": response.stdout, "success": response.success}))
     '''
 )
