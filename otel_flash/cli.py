@@ -20,7 +20,7 @@ from otel_flash.exceptions import ConfigError, RequestError
 from otel_flash.executor import RemoteExecutor
 from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
 from otel_flash.serialization import decode_value
-from otel_flash.telemetry import build_providers
+from otel_flash.telemetry import build_providers, configure_telemetry
 from otel_flash.tree import build_span_tree, format_span_tree
 
 _EXIT_CODES = """exit codes:
@@ -166,6 +166,9 @@ def _serve(host: str, port: int, max_request_bytes: int | None) -> int:
         return 2
     overrides: dict[str, Any] = {} if max_request_bytes is None else {"max_request_bytes": max_request_bytes}
     config = FlashConfig.from_env(**overrides)
+    # The worker owns its process: its providers become the global ones, so spans that user
+    # code starts with the plain OTel API (trace.get_tracer) join the executions' traces.
+    telemetry = configure_telemetry(config)
     app = create_app(config=config, console_log=True)
     # uvicorn re-raises the stopping signal once it has shut down gracefully; with these
     # no-op handlers in place that ends here, so a graceful stop exits 0.
@@ -177,6 +180,7 @@ def _serve(host: str, port: int, max_request_bytes: int | None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        telemetry.shutdown()
     return 0
 
 

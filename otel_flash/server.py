@@ -29,6 +29,8 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from opentelemetry import trace
+from opentelemetry.trace import format_trace_id
 
 from otel_flash import __version__
 from otel_flash.config import FlashConfig
@@ -133,7 +135,9 @@ class _Worker:
         except RequestError as exc:
             raise HTTPException(422, str(exc)) from exc
         carrier = {name: request.headers[name] for name in _TRACE_HEADERS if name in request.headers}
-        if carrier and not parsed.trace_context:
+        # A server span the framework already opened from these headers (FastAPI's own OTel
+        # tracing) is the better parent: flash.execute then nests under it.
+        if carrier and not parsed.trace_context and not _in_server_span(carrier):
             parsed = parsed.model_copy(update={"trace_context": carrier})
         attributes: dict[str, str] = {}
         if inner is not payload and isinstance(payload.get("id"), str):
@@ -141,6 +145,12 @@ class _Worker:
         if "x-request-id" in request.headers:
             attributes[REQUEST_ID_ATTRIBUTE] = request.headers["x-request-id"]
         return _Job(parsed, inner is not payload, attributes)
+
+
+def _in_server_span(carrier: dict[str, str]) -> bool:
+    """True when the current span already continues the trace the headers name."""
+    current = trace.get_current_span().get_span_context()
+    return current.is_valid and format_trace_id(current.trace_id) in carrier.get("traceparent", "")
 
 
 class _ConsoleHandler(logging.Handler):

@@ -212,3 +212,51 @@ HELLO_LIKE = {
     "function_code": "import logging\ndef f():\n    logging.getLogger('x').info('exported hello')\n",
     "serialization_format": "json",
 }
+
+
+USER_SPAN = """
+from opentelemetry import trace
+
+def traced():
+    with trace.get_tracer("user.code").start_as_current_span("user.work"):
+        return "done"
+"""
+
+
+def test_serve_exports_user_spans_under_the_call(tmp_path: Path) -> None:
+    """Through `serve`, spans user code starts with the global OTel API nest under flash.function.call,
+    and a traceparent header continues the caller's trace."""
+    from tests.otlp_receivers import GrpcReceiver
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with GrpcReceiver() as receiver:
+        env = {**_env(), "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+        process = subprocess.Popen(
+            [SCRIPT, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_for_ping(url, process)
+            headers = {"traceparent": f"00-{caller_trace}-00f067aa0ba902b7-01"}
+            answer = httpx.post(
+                f"{url}/execute", json=function_request(USER_SPAN, "traced"), headers=headers, timeout=60
+            )
+            assert answer.json()["json_result"] == "done"
+            assert receiver.received.wait_for(lambda got: "user.work" in got.span_names())
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=60)
+        spans = {span.name: span for span in receiver.received.spans() if span.trace_id == caller_trace}
+    assert spans["user.work"].parent_span_id == spans["flash.function.call"].span_id
+    assert spans["flash.function.call"].parent_span_id == spans["flash.execute"].span_id
+    # flash.execute continues the caller's span, through the framework's server span when there is one
+    ancestor = spans["flash.execute"].parent_span_id
+    while ancestor != "00f067aa0ba902b7":
+        ancestor = next(span.parent_span_id for span in spans.values() if span.span_id == ancestor)

@@ -34,10 +34,25 @@ import threading
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
+from otel_flash.config import FlashConfig
 from otel_flash.executor import RemoteExecutor
 from otel_flash.streaming import ExecutionStreams, event_dict
+from otel_flash.telemetry import configure_telemetry
 
 JOB_ID_ATTRIBUTE = "flash.job_id"
+
+
+def process_executor() -> RemoteExecutor:
+    """The worker process's executor, on SDK providers installed as the OTel global ones.
+
+    The worker owns its process, so spans user code starts with the plain OTel API
+    (``trace.get_tracer``) join the executions' traces. The providers are flushed and
+    shut down when the process exits.
+    """
+    config = FlashConfig.from_env()
+    telemetry = configure_telemetry(config)
+    atexit.register(telemetry.shutdown)
+    return RemoteExecutor(config)
 
 
 class RunPodWorker:
@@ -45,13 +60,13 @@ class RunPodWorker:
 
     Args:
         executor_factory: builds the executor on the first job (default:
-            ``RemoteExecutor()``, configured from the environment).
+            :func:`process_executor`, configured from the environment).
         flush_each_job: flush spans and log records after every job.
     """
 
     def __init__(
         self,
-        executor_factory: Callable[[], RemoteExecutor] = RemoteExecutor,
+        executor_factory: Callable[[], RemoteExecutor] = process_executor,
         *,
         flush_each_job: bool = True,
     ) -> None:
