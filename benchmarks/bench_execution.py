@@ -14,6 +14,7 @@ from typing import Any
 import cloudpickle
 
 from otel_flash import FlashConfig, RemoteExecutor
+from otel_flash.testing import capture_telemetry
 
 CALLS = 2_000
 REPEATS = 7
@@ -81,24 +82,32 @@ def main() -> None:
             samples["reference"].append(_per_call_us(lambda: reference_style(reference_request)))
             sink.seek(0)
             sink.truncate()
-        phases = _phase_breakdown(executor, request)
     flash, plain, reference = (statistics.median(samples[key]) for key in ("flash", "direct", "reference"))
     print(f"direct call (log + print + return):      {plain:8.1f} us")
     print(f"reference-style pipeline, no tracing:    {reference:8.1f} us")
     print(f"otel_flash execute_sync, 4 spans:        {flash:8.1f} us")
     print(f"ratio otel_flash/reference-style:        {flash / reference:8.2f}x (goal <= 1.0x)")
     print(f"ratio otel_flash/direct:                 {flash / plain:8.2f}x")
-    print("phase medians from the REPORT line: " + ", ".join(f"{k}={v:.1f}us" for k, v in phases.items()))
+    phases = _phase_breakdown(request)
+    print("span medians with spans and records recorded (in-memory exporters, the full path):")
+    for name, micros in phases.items():
+        print(f"  {name:<24} {micros:8.1f} us")
 
 
-def _phase_breakdown(executor: RemoteExecutor, request: dict[str, Any]) -> dict[str, float]:
+def _phase_breakdown(request: dict[str, Any]) -> dict[str, float]:
+    """Median µs of each span, from an executor whose spans are recorded (the full path)."""
+    telemetry = capture_telemetry()
     samples: dict[str, list[float]] = {}
-    for _ in range(500):
-        report = (executor.execute_sync(request).stdout or "").splitlines()[-1]
-        for field in report.split()[2:]:
-            if field.endswith("ms"):
-                name, value = field.split("=")
-                samples.setdefault(name, []).append(float(value[:-2]) * 1000)
+    with RemoteExecutor(
+        FlashConfig(), tracer_provider=telemetry.tracer_provider, logger_provider=telemetry.logger_provider
+    ) as executor:
+        for _ in range(300):
+            telemetry.clear()
+            executor.execute_sync(request)
+            for span in telemetry.spans():
+                if span.start_time is not None and span.end_time is not None:
+                    samples.setdefault(span.name, []).append((span.end_time - span.start_time) / 1000)
+    telemetry.shutdown()
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
