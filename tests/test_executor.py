@@ -141,6 +141,7 @@ def test_class_instance_state_persists(executor: RemoteExecutor, telemetry: Tele
     assert second.instance_info["method_calls"] == 2
     assert second.instance_info["created_at"] == first.instance_info["created_at"]  # type: ignore[index]
     roots = [node for node in telemetry.span_tree() if node.name == "flash.execute"]
+    assert [root.shape() for root in roots] == [("flash.execute", tuple((name, ()) for name in PHASES))] * 2
     assert roots[-1].span.attributes is not None
     assert roots[-1].span.attributes["code.function.name"] == "Counter.add"
     assert roots[-1].span.attributes["flash.instance_id"] == "c1"
