@@ -53,12 +53,14 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from otel_flash import threads
 from otel_flash.bridge import LogBridge
-from otel_flash.exceptions import IsolationError, LoadError
+from otel_flash.exceptions import IsolationError
 from otel_flash.failures import describe_error
-from otel_flash.loader import CodeCache, load_namespace, resolve
+from otel_flash.instances import InstanceRegistry
+from otel_flash.loader import CodeCache
 from otel_flash.protocol import parse_request
 from otel_flash.redaction import Redactor
-from otel_flash.serialization import decode_arguments, encode_result
+from otel_flash.serialization import encode_result
+from otel_flash.targets import TargetLoader
 from otel_flash.wire import Message, log_message, recv_frame, send_frame, span_message
 from otel_flash.workspace import Workspace, bind_workspace
 
@@ -204,7 +206,7 @@ class _Child:
         self.settings = settings
         self._control: socket.socket | None = None
         self._lock = threading.Lock()
-        self._code = CodeCache()
+        self._targets = TargetLoader(CodeCache(), InstanceRegistry(1))
         self._call: Callable[[], Any] | None = None
         self._result: Any = None
         self._format: Any = "json"
@@ -279,16 +281,10 @@ class _Child:
             os.chdir(workspace)  # safe here: nothing else runs in this process
             otel_context.attach(bind_workspace(Workspace(workspace)))
         request = parse_request(message["request"])
-        name = request.function_name or ""
-        namespace = load_namespace(self._code.compile(request.function_code or "", name))
-        function = resolve(namespace, name, "function")
-        if not callable(function):
-            msg = f"{name!r} is not callable (it is a {type(function).__name__})"
-            raise LoadError(msg)
-        args, kwargs = decode_arguments(request.args, request.kwargs, request.serialization_format)
+        target = self._targets.load(request)  # function requests only: the worker refuses classes
         self._format = request.serialization_format
-        self._call = lambda: function(*args, **kwargs)
-        return name
+        self._call = lambda: target.fn(*target.args, **target.kwargs)
+        return target.qualname
 
 
 def _flush_originals() -> None:

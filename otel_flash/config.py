@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from otel_flash.exceptions import ConfigError
-from otel_flash.export import ExportSettings, parse_pairs
+from otel_flash.export import ExportSettings, parse_bool, parse_pairs
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 DEFAULT_SECRET_PATTERNS = (
@@ -171,16 +171,6 @@ class FlashConfig:
         return replace(self, **changes)
 
 
-def _parse_bool(raw: str) -> bool:
-    lowered = raw.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    msg = "expected true or false"
-    raise ValueError(msg)
-
-
 def _parse_names(raw: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in raw.split(",") if name.strip())
 
@@ -215,8 +205,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_workers": ("FLASH_MAX_WORKERS", int),
     "service_name": ("OTEL_SERVICE_NAME", str),
     "resource_attributes": ("OTEL_RESOURCE_ATTRIBUTES", parse_pairs),
-    "capture_stdio": ("FLASH_CAPTURE_STDIO", _parse_bool),
-    "propagate_threads": ("FLASH_PROPAGATE_THREADS", _parse_bool),
+    "capture_stdio": ("FLASH_CAPTURE_STDIO", parse_bool),
+    "propagate_threads": ("FLASH_PROPAGATE_THREADS", parse_bool),
     "installer": ("FLASH_INSTALLER", str.lower),
     "install_timeout_s": ("FLASH_INSTALL_TIMEOUT_S", float),
     "install_target": ("FLASH_INSTALL_TARGET", str),
@@ -226,7 +216,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "isolation": ("FLASH_ISOLATION", str.lower),
     "memory_limit_mb": ("FLASH_MEMORY_LIMIT_MB", int),
     "secret_env_patterns": ("FLASH_SECRET_ENV", _parse_names),
-    "installers_get_secrets": ("FLASH_INSTALLERS_GET_SECRETS", _parse_bool),
+    "installers_get_secrets": ("FLASH_INSTALLERS_GET_SECRETS", parse_bool),
     "install_options": ("FLASH_INSTALL_OPTIONS", _parse_argv),
     "installer_command": ("FLASH_INSTALLER_COMMAND", _parse_argv),
     "max_request_bytes": ("FLASH_MAX_REQUEST_BYTES", int),

@@ -172,7 +172,7 @@ class ExportSettings:
         env = {key: value.strip() for key, value in environ.items() if value.strip()}
         base = cls()
         return cls(
-            sdk_disabled=_parse(env, "OTEL_SDK_DISABLED", _parse_bool, default=False),
+            sdk_disabled=_parse(env, "OTEL_SDK_DISABLED", parse_bool, default=False),
             traces=_signal_from_environ(env, "traces"),
             logs=_signal_from_environ(env, "logs"),
             metrics=_signal_from_environ(env, "metrics"),
@@ -254,7 +254,8 @@ def _parse(env: Mapping[str, str], name: str, parse: Callable[[str], _T], defaul
         raise ConfigError(msg) from exc
 
 
-def _parse_bool(raw: str) -> bool:
+def parse_bool(raw: str) -> bool:
+    """``true``/``1``/``yes``/``on`` or ``false``/``0``/``no``/``off``, any case."""
     lowered = raw.lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
