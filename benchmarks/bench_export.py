@@ -8,6 +8,7 @@ run in this process on the same cores, so the live rows include their CPU cost.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWrit
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from otel_flash import FlashConfig, RemoteExecutor
-from otel_flash.export import BatchSettings, ExportSettings, OtlpProtocol
+from otel_flash.export import SIGNALS, BatchSettings, ExportSettings, OtlpProtocol, Signal
 from tests.otlp_receivers import BlackHole, GrpcReceiver, HttpReceiver, refused_endpoint
 
 RUNS = 300
@@ -46,15 +47,22 @@ class Figures:
     dropped: int
 
 
-def _export(endpoint: str, protocol: OtlpProtocol = "grpc") -> ExportSettings:
+def _export(
+    endpoint: str, protocol: OtlpProtocol = "grpc", signals: tuple[Signal, ...] = SIGNALS
+) -> ExportSettings:
     return ExportSettings.otlp(
         endpoint,
         protocol,
+        signals=signals,
         timeout_s=2.0,
         span_batch=BatchSettings(schedule_delay_ms=200),
         log_batch=BatchSettings(schedule_delay_ms=200),
         shutdown_timeout_s=1.0,
     )
+
+
+def _dead(signal: Signal, _receiver: object) -> ExportSettings:
+    return _export(refused_endpoint(), signals=(signal,))
 
 
 class _Discard(SpanProcessor, LogRecordProcessor):
@@ -111,6 +119,10 @@ def _settings() -> list[Setting]:
         ("live gRPC receiver", GrpcReceiver, lambda r: _export(r.endpoint)),
         ("live HTTP receiver", HttpReceiver, lambda r: _export(r.endpoint, "http/protobuf")),
         ("dead endpoint (refused)", nullcontext, lambda _: _export(refused_endpoint())),
+        *(
+            (f"dead endpoint, {signal} only", nullcontext, functools.partial(_dead, signal))
+            for signal in SIGNALS
+        ),
         ("black-holed collector", BlackHole, lambda r: _export(r.endpoint)),
     ]
 
@@ -124,10 +136,10 @@ def main() -> None:
     base = results["export off"]
     recorded = results["recorded, not exported"]
     print(f"{RUNS} executions each (20 log lines per execution); ratios to export off")
-    print(f"{'setting':<26} {'median':>9} {'ratio':>6} {'p99':>9} {'ratio':>6} {'shutdown':>9} {'lost':>6}")
+    print(f"{'setting':<30} {'median':>9} {'ratio':>6} {'p99':>9} {'ratio':>6} {'shutdown':>9} {'lost':>6}")
     for name, figures in results.items():
         print(
-            f"{name:<26} {figures.median_ms:>7.2f}ms {figures.median_ms / base.median_ms:>5.2f}x "
+            f"{name:<30} {figures.median_ms:>7.2f}ms {figures.median_ms / base.median_ms:>5.2f}x "
             f"{figures.p99_ms:>7.2f}ms {figures.p99_ms / base.p99_ms:>5.2f}x "
             f"{figures.shutdown_s:>8.2f}s {figures.dropped:>6}"
         )
