@@ -85,7 +85,7 @@ def main() -> None:
     flash, plain, reference = (statistics.median(samples[key]) for key in ("flash", "direct", "reference"))
     print(f"direct call (log + print + return):      {plain:8.1f} us")
     print(f"reference-style pipeline, no tracing:    {reference:8.1f} us")
-    print(f"otel_flash execute_sync, 4 spans:        {flash:8.1f} us")
+    print(f"otel_flash execute_sync:                 {flash:8.1f} us")
     print(f"ratio otel_flash/reference-style:        {flash / reference:8.2f}x (goal <= 1.0x)")
     print(f"ratio otel_flash/direct:                 {flash / plain:8.2f}x")
     phases = _phase_breakdown(request)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from contextvars import Token
 from dataclasses import dataclass, field
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 
 from otel_flash.failures import record_failure
 from otel_flash.instances import Instance
-from otel_flash.observation import unobserved_span
 from otel_flash.redaction import Redactor
 from otel_flash.workspace import Workspace
 
@@ -33,7 +34,8 @@ class Phase:
 
     A plain class rather than ``start_as_current_span``: phases are on every
     request's path, and this saves the decorator and generator layers. When nothing
-    observes spans (:mod:`otel_flash.observation`) the span is a stand-in with real ids.
+    observes spans (:mod:`otel_flash.observation`) a phase makes no span at all: records
+    keep the ids of the root's stand-in span, and the phase is still timed.
     """
 
     __slots__ = ("_attributes", "_name", "_redact", "_span", "_started", "_state", "_token", "_tracer")
@@ -54,15 +56,17 @@ class Phase:
 
     def __enter__(self) -> trace.Span:
         self._started = time.perf_counter_ns()
-        if self._state.spans_observed:
-            self._span = self._tracer.start_span(self._name, attributes=self._attributes)
-        else:
-            self._span = unobserved_span()
+        self._span: trace.Span = trace.INVALID_SPAN
+        self._token: Token[Context] | None = None
+        if not self._state.spans_observed:  # nothing would see it: the root stand-in stays current
+            return self._span
+        self._span = self._tracer.start_span(self._name, attributes=self._attributes)
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
         return self._span
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        otel_context.detach(self._token)
+        if self._token is not None:
+            otel_context.detach(self._token)
         if exc is not None:
             self._state.failed_phase = self._name
             record_failure(self._span, exc, self._redact)
