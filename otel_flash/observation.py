@@ -4,9 +4,9 @@ An SDK span costs about 10 µs to create even when no span processor is attached
 and an OTel log record several more; when nothing consumes them that cost buys
 nothing. The executor asks, once per execution, whether the tracer provider has a
 span processor and whether the logger provider has a processor besides its own
-capture; when not, phases get :func:`unobserved_span` (valid ids, so log records
-and ``trace_id`` still correlate, no recording) and captured ``print`` lines go
-straight into the execution's log. Both checks read private SDK attributes and
+capture; when not, the root span is an :func:`unobserved_span` (valid ids, so log
+records and ``trace_id`` still correlate, no recording), phases make no span, and
+captured ``print`` lines go straight into the execution's log. Both checks read private SDK attributes and
 answer "observed" when they cannot tell, so the full path is the fallback.
 """
 
