@@ -82,10 +82,9 @@ def _job_result(output: str) -> dict[str, Any]:
     pytest.fail(f"no job result in the worker's output:\n{output}")
 
 
-def test_handler_runs_a_job_in_runpods_local_test_mode(script: Path) -> None:
-    """`python handler.py --test_input ...` runs the job and prints our FunctionResponse as its output."""
-    job = json.dumps({"input": function_request(HELLO, "hello", "pod")})
-    done = subprocess.run(
+def _test_input(script: Path, job: str) -> subprocess.CompletedProcess[str]:
+    """Run one job with runpod's local test mode (`python handler.py --test_input JOB`)."""
+    return subprocess.run(
         [sys.executable, str(script), "--test_input", job],
         capture_output=True,
         text=True,
@@ -94,6 +93,12 @@ def test_handler_runs_a_job_in_runpods_local_test_mode(script: Path) -> None:
         env=_env(),
         check=False,
     )
+
+
+def test_handler_runs_a_job_in_runpods_local_test_mode(script: Path) -> None:
+    """`python handler.py --test_input ...` runs the job and prints our FunctionResponse as its output."""
+    job = json.dumps({"input": function_request(HELLO, "hello", "pod")})
+    done = _test_input(script, job)
     assert done.returncode == 0, done.stdout + done.stderr
     output = _job_result(done.stdout)["output"]
     assert output["success"] is True
@@ -104,15 +109,7 @@ def test_handler_runs_a_job_in_runpods_local_test_mode(script: Path) -> None:
 def test_failed_execution_fails_the_local_test_job(script: Path) -> None:
     """A user error becomes the job's error, so runpod's test mode exits 1 (as with the reference worker)."""
     job = json.dumps({"input": function_request("def f():\n    raise KeyError('k')\n", "f")})
-    done = subprocess.run(
-        [sys.executable, str(script), "--test_input", job],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        cwd=script.parent,
-        env=_env(),
-        check=False,
-    )
+    done = _test_input(script, job)
     assert done.returncode == 1
     assert "KeyError" in done.stdout
 
