@@ -8,6 +8,16 @@ from typing import Any
 
 import cloudpickle
 
+# A function that logs one line, prints one and returns: the worker entry points' smoke request.
+HELLO = """
+import logging
+
+def hello(name):
+    logging.getLogger("hello").info("greeting %s", name)
+    print(f"Hello, {name}!")
+    return f"Hello, {name}!"
+"""
+
 
 def function_request(code: str, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """A JSON-format function request for ``name`` defined in ``code`` (dedented)."""

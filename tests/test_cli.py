@@ -15,18 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.requests import function_request, stdout_lines
+from tests.requests import HELLO, function_request, stdout_lines
 
 SCRIPT = str(Path(sys.executable).parent / "otel-flash")
 EXAMPLES = Path(__file__).parent.parent / "examples"
-HELLO = """
-import logging
-
-def hello(name):
-    logging.getLogger("hello").info("greeting %s", name)
-    print(f"Hello, {name}!")
-    return f"Hello, {name}!"
-"""
 GATED = """
 import logging, os, time
 

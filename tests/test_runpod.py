@@ -22,7 +22,7 @@ from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.integrations import runpod as integration
 from otel_flash.integrations.runpod import RunPodWorker
 from otel_flash.testing import TelemetryCapture
-from tests.requests import function_request, stdout_lines
+from tests.requests import HELLO, function_request, stdout_lines
 
 WORKER_SCRIPT = """
 import os
@@ -31,14 +31,6 @@ from otel_flash.integrations.runpod import handler, stream_handler
 
 chosen = stream_handler if os.environ.get("HANDLER") == "stream" else handler
 runpod.serverless.start({"handler": chosen, "return_aggregate_stream": True})
-"""
-HELLO = """
-import logging
-
-def hello(name):
-    logging.getLogger("hello").info("greeting %s", name)
-    print(f"Hello, {name}!")
-    return f"Hello, {name}!"
 """
 COUNTER = {
     "execution_type": "class",

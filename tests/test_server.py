@@ -24,16 +24,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.server import create_app
 from otel_flash.testing import TelemetryCapture
-from tests.requests import function_request, stdout_lines
+from tests.requests import HELLO, function_request, stdout_lines
 
-HELLO = """
-import logging
-
-def hello(name):
-    logging.getLogger("hello").info("greeting %s", name)
-    print(f"Hello, {name}!")
-    return f"Hello, {name}!"
-"""
 # Logs, then blocks until the test creates ``gate``, then logs ``lines`` more lines and
 # writes ``done``: the test decides when the function returns, no timing involved.
 GATED = """
