@@ -39,7 +39,7 @@ from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
 from otel_flash.redaction import Redactor
 from otel_flash.render import LineRenderer, report_line
 from otel_flash.serialization import encode_result
-from otel_flash.stdio import StdioRouting, emit_stream_line
+from otel_flash.stdio import LineSink, StdioRouting
 from otel_flash.targets import Target, TargetLoader
 from otel_flash.telemetry import resolve_telemetry
 from otel_flash.workspace import Workspace, bind_workspace
@@ -72,14 +72,10 @@ class RemoteExecutor:
         level = logging.getLevelNamesMapping()[self.config.log_level]
         self._capture = CaptureProcessor(LineRenderer(debug=level <= logging.DEBUG))
         provider.add_log_record_processor(self._capture)
-        self._stdio_logger = provider.get_logger("flash.stdio")
         self._redact = Redactor(self.config.secret_values)
+        self._lines = LineSink(provider.get_logger("flash.stdio"), self._redact, self._records_wanted)
         self._bridge = LogBridge(provider, level, self._redact)
-        self._stdio = (
-            StdioRouting(self._capture.current, self._stdio_logger, self._redact, self._records_wanted)
-            if self.config.capture_stdio
-            else None
-        )
+        self._stdio = StdioRouting(self._capture.current, self._lines) if self.config.capture_stdio else None
         if self.config.propagate_threads:
             threads.acquire()
         self._instances = InstanceRegistry(self.config.max_instances)
@@ -88,7 +84,12 @@ class RemoteExecutor:
         self._pool = ThreadPoolExecutor(self.config.max_workers, thread_name_prefix="flash-call")
         self._isolation = (
             ProcessIsolation(
-                self.config, self._telemetry.tracer_provider, provider, self._capture.current, self._redact
+                self.config,
+                self._telemetry.tracer_provider,
+                provider,
+                self._capture.current,
+                self._redact,
+                self._lines,
             )
             if self.config.isolation == "process"
             else None
@@ -254,12 +255,8 @@ class RemoteExecutor:
         logging_before: tuple[tuple[logging.Handler, ...], int],
     ) -> CapturedLog:
         """Flush partial lines, undo what user code did to the process, close the log."""
-        wanted = self._records_wanted()
         for stream, text in log.drain():
-            if wanted:
-                emit_stream_line(self._stdio_logger, stream, self._redact(text))
-            else:
-                log.append(self._redact(text), bounded=True)
+            self._lines.deliver(log, stream, [text])
         if self._stdio is not None:
             for name in self._stdio.reclaim():
                 _log.warning("user code replaced sys.%s; otel_flash restored it", name)

@@ -43,7 +43,7 @@ from otel_flash.exceptions import ExecutionTimeout, FlashError, IsolationError, 
 from otel_flash.protocol import FunctionRequest
 from otel_flash.redaction import Redactor
 from otel_flash.relay import Relay
-from otel_flash.stdio import emit_stream_line
+from otel_flash.stdio import LineSink
 from otel_flash.wire import FrameReader, Message, send_frame
 from otel_flash.workspace import Workspace
 from otel_flash.zygote import Zygote
@@ -64,12 +64,12 @@ class ProcessIsolation:
         logger_provider: LoggerProvider,
         current_log: Callable[[], ExecutionLog | None],
         redact: Redactor,
+        lines: LineSink,
     ) -> None:
         self.config = config
         self.relay = Relay(tracer_provider, logger_provider, redact)
         self.current_log = current_log
-        self.stdio_logger = logger_provider.get_logger("flash.stdio")
-        self.redact = redact
+        self.lines = lines
         self.zygote = Zygote(
             {
                 "log_level": config.log_level,
@@ -289,9 +289,7 @@ class ProcessSession:
             if original is not None:
                 original.write(text)
             return
-        redact = self._owner.redact
-        for line in log.feed(stream, text):
-            emit_stream_line(self._owner.stdio_logger, stream, redact(line))
+        self._owner.lines.deliver(log, stream, log.feed(stream, text))
 
     def _drain(self, seconds: float) -> None:
         """Take in what the child and its descendants still send, until they close or time passes.

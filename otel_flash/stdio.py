@@ -47,6 +47,36 @@ def emit_stream_line(logger: Logger, stream: str, line: str) -> None:
         _emitting.reset(token)
 
 
+class LineSink:
+    """Delivers an execution's captured output lines, redacted.
+
+    As OTel log records (attribute ``log.iostream``) when something besides the capture
+    reads records (an exporter, a test), which the capture processor then renders; else
+    straight into the execution's log, skipping records nobody would read.
+    """
+
+    __slots__ = ("_logger", "_records_wanted", "_redact")
+
+    def __init__(
+        self,
+        logger: Logger,
+        redact: Callable[[str], str] = str,
+        records_wanted: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._logger = logger
+        self._redact = redact
+        self._records_wanted = records_wanted
+
+    def deliver(self, log: ExecutionLog, stream: str, lines: list[str]) -> None:
+        """Deliver ``lines`` written to ``stream`` in the current context into ``log``."""
+        if lines and self._records_wanted():
+            for line in lines:
+                emit_stream_line(self._logger, stream, self._redact(line))
+        else:
+            for line in lines:
+                log.append(self._redact(line), bounded=True)
+
+
 class StreamRouter(io.TextIOBase):
     """A text stream that sends writes of executions to their logs, others to ``original``."""
 
@@ -55,17 +85,13 @@ class StreamRouter(io.TextIOBase):
         original: TextIO,
         stream: StreamName,
         current_log: Callable[[], ExecutionLog | None],
-        logger: Logger,
-        redact: Callable[[str], str] = str,
-        records_wanted: Callable[[], bool] = lambda: True,
+        sink: LineSink,
     ) -> None:
         super().__init__()
         self.original = original
         self._stream = stream
         self._current_log = current_log
-        self._logger = logger
-        self._redact = redact
-        self._records_wanted = records_wanted
+        self._sink = sink
 
     def write(self, text: str) -> int:
         """Capture ``text`` for the current execution, or pass it through."""
@@ -75,13 +101,7 @@ class StreamRouter(io.TextIOBase):
         if not isinstance(text, str):
             msg = f"write() argument must be str, not {type(text).__name__}"
             raise TypeError(msg)
-        lines = log.feed(self._stream, text)
-        if lines and self._records_wanted():
-            for line in lines:
-                emit_stream_line(self._logger, self._stream, self._redact(line))
-        else:  # nothing but the capture would see the records: skip making them
-            for line in lines:
-                log.append(self._redact(line), bounded=True)
+        self._sink.deliver(log, self._stream, log.feed(self._stream, text))
         return len(text)
 
     def flush(self) -> None:
@@ -119,14 +139,10 @@ class StdioRouting:
     def __init__(
         self,
         current_log: Callable[[], ExecutionLog | None],
-        logger: Logger,
-        redact: Callable[[str], str] = str,
-        records_wanted: Callable[[], bool] = lambda: True,
+        sink: LineSink,
     ) -> None:
         self._current_log = current_log
-        self._logger = logger
-        self._redact = redact
-        self._records_wanted = records_wanted
+        self._sink = sink
         self._routers: dict[StreamName, StreamRouter] = {}
         self.ensure_installed()
 
@@ -138,9 +154,7 @@ class StdioRouting:
             router = self._routers.get(stream)
             if current is router:
                 continue
-            router = StreamRouter(
-                current, stream, self._current_log, self._logger, self._redact, self._records_wanted
-            )
+            router = StreamRouter(current, stream, self._current_log, self._sink)
             self._routers[stream] = router
             setattr(sys, name, router)
 
