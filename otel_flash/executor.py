@@ -35,7 +35,7 @@ from otel_flash.loader import CodeCache
 from otel_flash.observation import records_observed, spans_observed, unobserved_span
 from otel_flash.phases import Phase, RunState
 from otel_flash.propagation import extract_context, format_trace_id
-from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
+from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request, unwrap_envelope
 from otel_flash.redaction import Redactor
 from otel_flash.render import LineRenderer, report_line
 from otel_flash.serialization import encode_result
@@ -353,9 +353,10 @@ def _advance(steps: Generator[_Call, Any, FunctionResponse], outcome: Outcome) -
 
 
 def _carrier_of(payload: RequestLike) -> Mapping[str, str] | None:
+    """The W3C carrier of a request not parsed yet (its envelope unwrapped as parsing will)."""
     if isinstance(payload, FunctionRequest):
         return payload.trace_context
-    inner = payload.get("input") if isinstance(payload, Mapping) else None
-    source = inner if isinstance(inner, Mapping) and "trace_context" in inner else payload
-    carrier = source.get("trace_context") if isinstance(source, Mapping) else None
+    if not isinstance(payload, Mapping):
+        return None
+    carrier = unwrap_envelope(payload).get("trace_context")
     return carrier if isinstance(carrier, Mapping) else None
