@@ -11,6 +11,7 @@ from otel_flash.exceptions import (
     RemoteError,
     RequestError,
     SerializationError,
+    WorkerSaturated,
 )
 from otel_flash.executor import RemoteExecutor
 from otel_flash.export import ExportSettings
@@ -34,6 +35,7 @@ __all__ = [
     "RequestError",
     "SerializationError",
     "Telemetry",
+    "WorkerSaturated",
     "__version__",
     "configure_telemetry",
     "current_workspace",

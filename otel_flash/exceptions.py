@@ -10,10 +10,13 @@ The tree::
     ├── DependencyError         a dependency is refused or its installation failed
     ├── ExecutionTimeout        the user's code ran past its time limit
     ├── IsolationError          the function's process died, was killed, or broke the wire protocol
-    └── RemoteError             the user's code raised in its process (named after the original type)
+    ├── RemoteError             the user's code raised in its process (named after the original type)
+    ├── WorkerSaturated         an execution is refused before it starts: no capacity, or shutting down
+    └── WorkerShuttingDown      an execution still running at shutdown is answered without its result
 
 Inside an execution these never escape: the executor turns them into a
-``FunctionResponse(success=False, error=...)``.
+``FunctionResponse(success=False, error=...)``. ``WorkerSaturated`` is the one raised
+by ``execute``/``execute_sync`` themselves, since it refuses an execution before it starts.
 """
 
 from __future__ import annotations
@@ -61,3 +64,15 @@ class RemoteError(FlashError):
     def __init__(self, message: str, description: str) -> None:
         super().__init__(message)
         self.description = description
+
+
+class WorkerSaturated(FlashError):
+    """An execution is refused before it starts: executions running plus threads abandoned
+    past their time limit fill ``max_workers``, or the worker is shutting down.
+
+    The HTTP worker answers it 503, the RunPod handler with a ``success: false`` output.
+    """
+
+
+class WorkerShuttingDown(FlashError):
+    """The worker stopped while the execution was still running; it is answered without its result."""

@@ -2,18 +2,19 @@
 
 One pipeline (:meth:`RemoteExecutor._run`) serves both entry points. It is a
 generator that yields every blocking step (installs, loading user code, the user
-call) as a :class:`_Call`; :meth:`execute_sync` performs them in the calling
-thread, :meth:`execute` in worker threads (or awaits them), so the event loop is
-never blocked and there is one copy of the logic.
+call) as a :class:`_Call`, performed by a :class:`CallRunner`. :meth:`execute_sync`
+drives it in the calling thread; :meth:`execute` hands that same drive to one worker
+thread and awaits it (one hand-off per execution), so user code, coroutines
+included, never runs on the caller's event loop and there is one copy of the logic.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Generator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -24,12 +25,14 @@ from opentelemetry.trace import SpanKind
 from otel_flash import threads
 from otel_flash.bridge import LogBridge
 from otel_flash.calls import Call as _Call
-from otel_flash.calls import Outcome, perform_async, perform_sync
+from otel_flash.calls import CallRunner, Outcome
 from otel_flash.capture import CapturedLog, CaptureProcessor, ExecutionLog, LineSubscriber
 from otel_flash.config import FlashConfig
 from otel_flash.dependencies import DependencyInstaller
+from otel_flash.exceptions import WorkerShuttingDown
 from otel_flash.failures import describe_error, record_failure
 from otel_flash.instances import InstanceRegistry
+from otel_flash.interpreter import InterpreterState, Snapshot, guard_interrupt_main, unguard_interrupt_main
 from otel_flash.isolation import ProcessIsolation
 from otel_flash.loader import CodeCache
 from otel_flash.observation import records_observed, spans_observed, unobserved_span
@@ -42,10 +45,12 @@ from otel_flash.serialization import encode_result
 from otel_flash.stdio import LineSink, StdioRouting
 from otel_flash.targets import Target, TargetLoader
 from otel_flash.telemetry import resolve_telemetry
+from otel_flash.workers import observe_abandoned_threads
 from otel_flash.workspace import Workspace, bind_workspace
 
 _log = logging.getLogger("flash.executor")
 RequestLike = FunctionRequest | Mapping[str, Any]
+_LoggingSnapshot = tuple[tuple[logging.Handler, ...], int]
 
 
 class RemoteExecutor:
@@ -81,7 +86,10 @@ class RemoteExecutor:
         self._instances = InstanceRegistry(self.config.max_instances)
         self._targets = TargetLoader(CodeCache(), self._instances)
         self._dependencies = DependencyInstaller(self.config)
-        self._pool = ThreadPoolExecutor(self.config.max_workers, thread_name_prefix="flash-call")
+        self._calls = CallRunner(self.config.max_workers)
+        self._interpreter = InterpreterState()
+        guard_interrupt_main(self.in_execution)
+        observe_abandoned_threads(self._telemetry.meter_provider, self._calls.capacity)
         self._isolation = (
             ProcessIsolation(
                 self.config,
@@ -101,6 +109,11 @@ class RemoteExecutor:
         """The class instances kept across requests."""
         return self._instances
 
+    @property
+    def abandoned_threads(self) -> int:
+        """Threads still running user code past its time limit; they count against ``max_workers``."""
+        return self._calls.capacity.abandoned
+
     def execute_sync(
         self,
         request: RequestLike,
@@ -108,17 +121,28 @@ class RemoteExecutor:
         on_line: LineSubscriber | None = None,
         attributes: Mapping[str, str] | None = None,
     ) -> FunctionResponse:
-        """Run ``request`` in the calling thread and return its response; never raises for bad input.
+        """Run ``request`` from the calling thread and return its response; never raises for bad input.
+
+        Sync user code runs in the calling thread (in a thread of its own when the request
+        has a time limit); a coroutine function runs on an event loop of its own in a thread
+        of its own. At the time limit the response says ``timed out after N s`` whatever
+        the code does; a thread still running then is abandoned (it runs on, and holds a
+        place of ``max_workers`` until it ends).
 
         ``on_line`` receives each captured line as it is emitted, from the emitting thread
         and under the log's lock: it must be quick and must not log or print.
         ``attributes`` (a job id, say) are set on the ``flash.execute`` span.
+
+        Raises:
+            WorkerSaturated: executions running plus abandoned threads fill ``max_workers``,
+                or the executor is draining (:meth:`drain`); nothing was started.
         """
-        steps = self._run(request, on_line, attributes)
-        step = _advance(steps, (None, None))
-        while isinstance(step, _Call):
-            step = _advance(steps, perform_sync(step))
-        return step
+        with self._calls.capacity.admitted():
+            steps = self._run(request, on_line, attributes)
+            step = _advance(steps, (None, None))
+            while isinstance(step, _Call):
+                step = _advance(steps, self._calls.perform(step))
+            return step
 
     async def execute(
         self,
@@ -127,15 +151,35 @@ class RemoteExecutor:
         on_line: LineSubscriber | None = None,
         attributes: Mapping[str, str] | None = None,
     ) -> FunctionResponse:
-        """Run ``request`` without blocking the event loop; sync user code runs in a worker thread.
+        """Run ``request`` without ever blocking the event loop; its response.
 
+        The whole execution is handed to one of ``max_workers`` worker threads and runs
+        there as :meth:`execute_sync` runs it: no user code (coroutines included) and no
+        blocking step runs on the caller's loop. Cancelling the await leaves the
+        execution running to its end. An execution still running when :meth:`drain`
+        gives up on it is answered ``success: false`` with ``worker shutting down``.
         ``on_line`` and ``attributes`` as for :meth:`execute_sync`.
+
+        Raises:
+            WorkerSaturated: as for :meth:`execute_sync`.
         """
-        steps = self._run(request, on_line, attributes)
-        step = _advance(steps, (None, None))
-        while isinstance(step, _Call):
-            step = _advance(steps, await perform_async(step, self._pool))
-        return step
+        drive = functools.partial(self.execute_sync, request, on_line=on_line, attributes=attributes)
+        try:
+            return await self._calls.hand_off(drive)
+        except WorkerShuttingDown as exc:  # still stuck in user code when the grace period ended
+            return FunctionResponse(success=False, error=str(exc), stdout="")
+
+    def drain(self, grace_s: float) -> int:
+        """Stop for shutdown: refuse new executions, answer running ones within ``grace_s``.
+
+        Waits up to ``grace_s`` for running executions to end. Those still running are
+        then answered ``success: false``, ``worker shutting down``: an execution waiting
+        on a timed step answers with its log so far; a caller awaiting :meth:`execute`
+        gets that answer even while the user's code is still running (its thread is left
+        behind; the worker's threads never hold the process open). Blocks; returns how
+        many executions were still running when the grace period ended.
+        """
+        return self._calls.drain(grace_s)
 
     def in_execution(self) -> bool:
         """True when called inside one of this executor's executions (its log is bound)."""
@@ -156,7 +200,8 @@ class RemoteExecutor:
         self._capture.shutdown()
         if self.config.propagate_threads:
             threads.release()
-        self._pool.shutdown(wait=False)
+        self._calls.shutdown()
+        unguard_interrupt_main(self.in_execution)
         self._dependencies.close()
         if self._isolation is not None:
             self._isolation.close()
@@ -179,7 +224,8 @@ class RemoteExecutor:
         log = ExecutionLog(cfg.max_log_lines, cfg.max_log_bytes, cfg.max_line_bytes)
         if on_line is not None:
             log.subscribe(on_line)
-        logging_before = self._reclaim_process_state()
+        logging_before, interpreter_before = self._reclaim_process_state()
+        restored: list[str] = []
         workspace = Workspace(cfg.workspace_path)
         state = RunState(workspace=workspace, spans_observed=spans_observed(self._telemetry.tracer_provider))
 
@@ -195,8 +241,8 @@ class RemoteExecutor:
                 root = unobserved_span(parent)
             root_token = otel_context.attach(trace.set_span_in_context(root, parent))
             try:
-                fields = yield from self._outcome(payload, root, state)
-                captured = self._finish(log, root, state, fields["success"], logging_before)
+                fields = yield from self._outcome(payload, root, state, interpreter_before, restored)
+                captured = self._finish(log, root, state, fields["success"], logging_before, restored)
             finally:
                 otel_context.detach(root_token)
                 root.end()
@@ -226,19 +272,31 @@ class RemoteExecutor:
         """Whether a processor besides the capture consumes log records (an exporter, a test)."""
         return records_observed(self._telemetry.logger_provider, self._capture)
 
-    def _reclaim_process_state(self) -> tuple[tuple[logging.Handler, ...], int]:
-        """Put the bridge and stream routing back if anything displaced them; snapshot logging."""
+    def _reclaim_process_state(self) -> tuple[_LoggingSnapshot, Snapshot]:
+        """Put the bridge and stream routing back if anything displaced them; snapshot the rest."""
         self._bridge.ensure_installed()
         if self._stdio is not None:
             self._stdio.ensure_installed()
-        return self._bridge.snapshot()
+        return self._bridge.snapshot(), self._interpreter.snapshot()
 
     def _outcome(
-        self, payload: RequestLike, root: trace.Span, state: RunState
+        self,
+        payload: RequestLike,
+        root: trace.Span,
+        state: RunState,
+        before: Snapshot,
+        restored: list[str],
     ) -> Generator[_Call, Any, dict[str, Any]]:
-        """The phases' response fields, or those of their failure."""
+        """The phases' response fields, or those of their failure.
+
+        What user code did to the interpreter is undone first (into ``restored``): a log
+        record factory that raises must be gone before otel_flash logs anything.
+        """
         try:
-            return (yield from self._phases(payload, state))
+            try:
+                return (yield from self._phases(payload, state))
+            finally:
+                restored += self._interpreter.restore(before)
         except (GeneratorExit, asyncio.CancelledError):
             raise
         except BaseException as exc:
@@ -252,11 +310,14 @@ class RemoteExecutor:
         root: trace.Span,
         state: RunState,
         success: bool,
-        logging_before: tuple[tuple[logging.Handler, ...], int],
+        logging_before: _LoggingSnapshot,
+        restored: list[str],
     ) -> CapturedLog:
         """Flush partial lines, undo what user code did to the process, close the log."""
         for stream, text in log.drain():
             self._lines.deliver(log, stream, [text])
+        for sentence in restored:
+            _log.warning(sentence)
         if self._stdio is not None:
             for name in self._stdio.reclaim():
                 _log.warning("user code replaced sys.%s; otel_flash restored it", name)

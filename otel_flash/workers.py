@@ -1,0 +1,164 @@
+"""The threads that run executions: a pool of daemon threads, and the ledger of capacity.
+
+:class:`WorkerPool` runs each handed-off execution in one of at most ``size`` daemon
+threads. Unlike ``ThreadPoolExecutor``'s, they are not joined at interpreter exit, so
+a thread stuck in user code never holds the process open past shutdown.
+
+:class:`Capacity` counts the executions running and the threads left behind past a
+time limit (still running user code nobody waits for). Together they never exceed the
+limit: an execution that would is refused with :class:`WorkerSaturated` before it
+starts, and so is every execution once the capacity is closed for shutdown.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+
+from otel_flash.exceptions import WorkerSaturated
+
+Job = Callable[[], None]
+
+
+class WorkerPool:
+    """At most ``size`` daemon threads running submitted jobs in order; a job must not raise."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._threads = 0
+
+    def submit(self, job: Job) -> None:
+        """Run ``job`` in an idle thread, a new one while under ``size``, else when one frees up."""
+        self._jobs.put(job)
+        if self._idle.acquire(blocking=False):
+            return
+        with self._lock:
+            if self._threads >= self._size:
+                return
+            self._threads += 1
+            thread = threading.Thread(target=self._work, name=f"{self._name}-{self._threads}", daemon=True)
+        # Started in an empty context: a thread instrumented to inherit the context it was
+        # started in would otherwise hold the first execution's context for its whole life.
+        contextvars.Context().run(thread.start)
+
+    def shutdown(self) -> None:
+        """Let every thread end once the jobs queued before now are done."""
+        with self._lock:
+            for _ in range(self._threads):
+                self._jobs.put(None)
+            self._threads = 0
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+            self._idle.release()
+
+
+class ThreadTicket:
+    """One thread that runs a step with a deadline, as the ledger sees it."""
+
+    __slots__ = ("abandoned", "ended")
+
+    def __init__(self) -> None:
+        self.ended = False
+        self.abandoned = False
+
+
+class Capacity:
+    """Executions running plus threads abandoned never exceed ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._running = 0
+        self._abandoned = 0
+        self._closed = False
+
+    @property
+    def abandoned(self) -> int:
+        """Threads left running user code past a time limit (or past shutdown)."""
+        return self._abandoned
+
+    @property
+    def running(self) -> int:
+        """Executions started and not yet answered."""
+        return self._running
+
+    @contextmanager
+    def admitted(self) -> Iterator[None]:
+        """Hold one place for an execution while it runs.
+
+        Raises:
+            WorkerSaturated: no place is free, or the capacity is closed (shutdown).
+        """
+        with self._lock:
+            if self._closed:
+                msg = "worker shutting down: not starting new executions"
+                raise WorkerSaturated(msg)
+            if self._running + self._abandoned >= self._limit:
+                msg = (
+                    f"worker saturated: {self._running} execution(s) running and {self._abandoned} "
+                    f"thread(s) abandoned past their time limit fill max_workers={self._limit}"
+                )
+                raise WorkerSaturated(msg)
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                self._idle.notify_all()
+
+    def close(self) -> None:
+        """Refuse every execution from now on."""
+        with self._lock:
+            self._closed = True
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for no execution to be running; True if none is."""
+        with self._lock:
+            return self._idle.wait_for(lambda: self._running == 0, max(0.0, timeout_s))
+
+    def thread_started(self) -> ThreadTicket:
+        """A ticket for a new thread running a step with a deadline."""
+        return ThreadTicket()
+
+    def thread_ended(self, ticket: ThreadTicket) -> None:
+        """The thread of ``ticket`` is done; its place is free again if it was abandoned."""
+        with self._lock:
+            ticket.ended = True
+            if ticket.abandoned:
+                self._abandoned -= 1
+
+    def abandon(self, ticket: ThreadTicket) -> None:
+        """Nobody waits for the thread of ``ticket`` any more: it holds a place until it ends."""
+        with self._lock:
+            if not ticket.ended and not ticket.abandoned:
+                ticket.abandoned = True
+                self._abandoned += 1
+
+
+def observe_abandoned_threads(meter_provider: MeterProvider | None, capacity: Capacity) -> None:
+    """Report ``capacity.abandoned`` as the gauge ``flash.threads.abandoned`` (when metrics are on)."""
+    if meter_provider is None:
+        return
+
+    def observe(_options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(capacity.abandoned)]
+
+    meter_provider.get_meter("otel_flash").create_observable_gauge(
+        "flash.threads.abandoned",
+        callbacks=[observe],
+        unit="{thread}",
+        description="Threads still running user code past its time limit; they count against max_workers.",
+    )
