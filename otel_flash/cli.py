@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -75,7 +77,9 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         '  POST /execute         a FunctionRequest (or {"input": ...}) in, the FunctionResponse out\n'
         "  POST /execute/stream  NDJSON: each log line as it is emitted, then the response\n"
         "  GET  /ping            health check\n"
-        "SIGTERM or Ctrl-C stops it gracefully: running requests finish, telemetry is flushed.",
+        "SIGTERM or Ctrl-C stops it gracefully: running requests get FLASH_SHUTDOWN_GRACE_S\n"
+        "(default 25) seconds to finish, then are answered 'worker shutting down'; telemetry\n"
+        "is flushed and the process exits within about 2 s more.",
         epilog="example:\n  otel-flash serve --host 0.0.0.0 --port 8000\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -157,7 +161,7 @@ def _serve(host: str, port: int, max_request_bytes: int | None) -> int:
     try:
         import uvicorn
 
-        from otel_flash.server import create_app
+        from otel_flash.server import create_app, drain
     except ImportError as exc:
         print(
             f"otel-flash serve needs the server extra: pip install 'otel-flash[server]' ({exc})",
@@ -173,15 +177,43 @@ def _serve(host: str, port: int, max_request_bytes: int | None) -> int:
     # uvicorn re-raises the stopping signal once it has shut down gracefully; with these
     # no-op handlers in place that ends here, so a graceful stop exits 0.
     previous = {sig: signal.signal(sig, _ignore_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    grace = config.shutdown_grace_s
+    settings = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=config.log_level.lower(),
+        # uvicorn waits for open requests only until the drain has answered them all
+        timeout_graceful_shutdown=max(1, math.ceil(grace + 1)),
+    )
     try:
-        uvicorn.run(
-            app, host=host, port=port, log_level=config.log_level.lower(), timeout_graceful_shutdown=30
-        )
+        _draining_server_class()(settings, lambda: drain(app, grace)).run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         telemetry.shutdown()
     return 0
+
+
+def _draining_server_class() -> type[Any]:
+    """``uvicorn.Server`` that starts draining the executor when told to stop (uvicorn is optional)."""
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        """Starts ``drain`` in a thread on the first stop signal, before uvicorn waits for requests."""
+
+        def __init__(self, config: uvicorn.Config, drain: Callable[[], int]) -> None:
+            super().__init__(config)
+            self._drain = drain
+            self._draining = False
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if not self._draining:
+                self._draining = True
+                threading.Thread(target=self._drain, name="flash-drain", daemon=True).start()
+            super().handle_exit(sig, frame)
+
+    return DrainingServer
 
 
 def _ignore_signal(_signum: int, _frame: FrameType | None) -> None:

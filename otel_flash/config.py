@@ -72,6 +72,10 @@ class FlashConfig:
             text; :meth:`from_env` fills it from the variables matching the patterns.
         installers_get_secrets: pass the secret variables on to installer subprocesses
             (``FLASH_INSTALLERS_GET_SECRETS``); by default they are removed from their environment.
+        shutdown_grace_s: how long ``otel-flash serve`` lets running executions finish
+            after SIGTERM/Ctrl-C before answering them ``success: false``, ``worker
+            shutting down``; the process exits within about 2 s more
+            (``FLASH_SHUTDOWN_GRACE_S``; see docs/worker.md).
         export: where spans, log records and metrics are sent (the standard
             ``OTEL_*`` exporter variables; see :class:`otel_flash.export.ExportSettings`).
     """
@@ -102,6 +106,7 @@ class FlashConfig:
     secret_env_patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
     secret_values: frozenset[str] = field(default_factory=frozenset, repr=False)
     installers_get_secrets: bool = False
+    shutdown_grace_s: float = 25.0
 
     def __post_init__(self) -> None:
         if self.isolation not in ("thread", "process"):
@@ -115,6 +120,9 @@ class FlashConfig:
             if value is not None and not 0 < value < float("inf"):
                 msg = f"{name} must be a positive number of seconds, got {value!r}"
                 raise ConfigError(msg)
+        if not 0 <= self.shutdown_grace_s < float("inf"):
+            msg = f"shutdown_grace_s must be a number of seconds, 0 or more, got {self.shutdown_grace_s!r}"
+            raise ConfigError(msg)
         if self.log_level not in _LEVELS:
             msg = f"log_level must be one of {', '.join(_LEVELS)}, got {self.log_level!r}"
             raise ConfigError(msg)
@@ -220,4 +228,5 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "install_options": ("FLASH_INSTALL_OPTIONS", _parse_argv),
     "installer_command": ("FLASH_INSTALLER_COMMAND", _parse_argv),
     "max_request_bytes": ("FLASH_MAX_REQUEST_BYTES", int),
+    "shutdown_grace_s": ("FLASH_SHUTDOWN_GRACE_S", float),
 }

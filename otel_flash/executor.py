@@ -169,6 +169,10 @@ class RemoteExecutor:
         except WorkerShuttingDown as exc:  # still stuck in user code when the grace period ended
             return FunctionResponse(success=False, error=str(exc), stdout="")
 
+    def check_capacity(self) -> None:
+        """Raise :class:`WorkerSaturated` if an execution started now would be refused."""
+        self._calls.capacity.check()
+
     def drain(self, grace_s: float) -> int:
         """Stop for shutdown: refuse new executions, answer running ones within ``grace_s``.
 

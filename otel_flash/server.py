@@ -6,14 +6,18 @@ Routes:
     ``POST /execute/stream``: the same request, answered as NDJSON (see
     :mod:`otel_flash.streaming`): ``{"type": "log", ...}`` per captured line as it
     is emitted, then ``{"type": "response", ...}``.
-    ``GET /ping``: ``{"status": "healthy"}``; answered while sync user code runs,
-    because that code runs in the executor's worker threads.
+    ``GET /ping``: ``{"status": "healthy", "abandoned_threads": N}``; answered while
+    user code runs, because that code (coroutines included) runs in the executor's
+    worker threads. ``abandoned_threads`` counts threads still running user code past
+    its time limit (they count against ``max_workers``).
 
 Status codes: 200 for every execution, successful or not (``success`` says
 which); 400 for a body that is not JSON; 413 for a body over the size limit;
-422 for JSON that is not a valid request. A W3C ``traceparent`` (with
-``tracestate`` and ``baggage``) header continues the caller's trace unless the
-request carries its own ``trace_context``.
+422 for JSON that is not a valid request; 503 (JSON ``detail``) when the
+executor refuses to start an execution (:class:`WorkerSaturated`: executions
+running plus abandoned threads fill ``max_workers``, or the worker is shutting
+down). A W3C ``traceparent`` (with ``tracestate`` and ``baggage``) header
+continues the caller's trace unless the request carries its own ``trace_context``.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from opentelemetry.trace import format_trace_id
 
 from otel_flash import __version__
 from otel_flash.config import FlashConfig
-from otel_flash.exceptions import ConfigError, RequestError
+from otel_flash.exceptions import ConfigError, RequestError, WorkerSaturated
 from otel_flash.executor import RemoteExecutor
 from otel_flash.protocol import FunctionRequest, parse_request, unwrap_envelope
 from otel_flash.streaming import NDJSON_MEDIA_TYPE, ExecutionStreams, StreamEvent, event_json
@@ -110,6 +114,15 @@ class _Worker:
         if console is not None:
             console.remove()
 
+    async def ping(self) -> dict[str, str | int]:
+        """``GET /ping``."""
+        abandoned = self._executor.abandoned_threads if self._executor is not None else 0
+        return {"status": "healthy", "abandoned_threads": abandoned}
+
+    def drain(self, grace_s: float) -> int:
+        """See :func:`drain`; nothing to do before the executor exists."""
+        return self._executor.drain(grace_s) if self._executor is not None else 0
+
     async def execute(self, request: Request) -> JSONResponse:
         """``POST /execute``."""
         job = await self._job(request)
@@ -120,6 +133,7 @@ class _Worker:
     async def execute_stream(self, request: Request) -> StreamingResponse:
         """``POST /execute/stream``."""
         job = await self._job(request)
+        self.executor.check_capacity()  # refused with 503 before the stream starts, not in it
         events = self.streams.stream(job.request, attributes=job.attributes)
         return StreamingResponse(
             _ndjson(events),
@@ -208,7 +222,9 @@ def create_app(
         raise ConfigError(msg)
     worker = _Worker(settings, executor, limit, console_log, shutdown_timeout_s)
     app = FastAPI(title="otel-flash worker", version=__version__, lifespan=worker.lifespan)
-    app.add_api_route("/ping", _ping, methods=["GET"], summary="Health check")
+    app.state.flash_worker = worker
+    app.add_exception_handler(WorkerSaturated, _saturated)
+    app.add_api_route("/ping", worker.ping, methods=["GET"], summary="Health check")
     app.add_api_route("/execute", worker.execute, methods=["POST"], summary="Run one FunctionRequest")
     app.add_api_route(
         "/execute/stream",
@@ -219,8 +235,19 @@ def create_app(
     return app
 
 
-async def _ping() -> dict[str, str]:
-    return {"status": "healthy"}
+def drain(app: FastAPI, grace_s: float) -> int:
+    """Answer the app's running executions within ``grace_s`` (:meth:`RemoteExecutor.drain`).
+
+    Blocks: call it from a thread when the server is told to stop (``otel-flash serve``
+    does, on SIGTERM), before the server waits for its open requests. Returns how many
+    executions were still running when the grace period ended.
+    """
+    worker: _Worker = app.state.flash_worker
+    return worker.drain(grace_s)
+
+
+async def _saturated(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=503)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
+from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from otel_flash.exceptions import WorkerSaturated
@@ -102,15 +103,7 @@ class Capacity:
             WorkerSaturated: no place is free, or the capacity is closed (shutdown).
         """
         with self._lock:
-            if self._closed:
-                msg = "worker shutting down: not starting new executions"
-                raise WorkerSaturated(msg)
-            if self._running + self._abandoned >= self._limit:
-                msg = (
-                    f"worker saturated: {self._running} execution(s) running and {self._abandoned} "
-                    f"thread(s) abandoned past their time limit fill max_workers={self._limit}"
-                )
-                raise WorkerSaturated(msg)
+            self._check()
             self._running += 1
         try:
             yield
@@ -118,6 +111,22 @@ class Capacity:
             with self._lock:
                 self._running -= 1
                 self._idle.notify_all()
+
+    def check(self) -> None:
+        """Raise :class:`WorkerSaturated` if an execution would be refused now."""
+        with self._lock:
+            self._check()
+
+    def _check(self) -> None:
+        if self._closed:
+            msg = "worker shutting down: not starting new executions"
+            raise WorkerSaturated(msg)
+        if self._running + self._abandoned >= self._limit:
+            msg = (
+                f"worker saturated: {self._running} execution(s) running and {self._abandoned} "
+                f"thread(s) abandoned past their time limit fill max_workers={self._limit}"
+            )
+            raise WorkerSaturated(msg)
 
     def close(self) -> None:
         """Refuse every execution from now on."""
@@ -149,14 +158,17 @@ class Capacity:
 
 
 def observe_abandoned_threads(meter_provider: MeterProvider | None, capacity: Capacity) -> None:
-    """Report ``capacity.abandoned`` as the gauge ``flash.threads.abandoned`` (when metrics are on)."""
-    if meter_provider is None:
-        return
+    """Report ``capacity.abandoned`` as the gauge ``flash.threads.abandoned``.
+
+    On ``meter_provider`` (the executor's own, when it exports metrics), else on the OTel
+    global one (``otel-flash serve`` and the RunPod worker install theirs there).
+    """
+    provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
 
     def observe(_options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(capacity.abandoned)]
 
-    meter_provider.get_meter("otel_flash").create_observable_gauge(
+    provider.get_meter("otel_flash").create_observable_gauge(
         "flash.threads.abandoned",
         callbacks=[observe],
         unit="{thread}",

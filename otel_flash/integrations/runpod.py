@@ -35,7 +35,9 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 from otel_flash.config import FlashConfig
+from otel_flash.exceptions import WorkerSaturated
 from otel_flash.executor import RemoteExecutor
+from otel_flash.protocol import FunctionResponse
 from otel_flash.streaming import ExecutionStreams, event_dict
 from otel_flash.telemetry import configure_telemetry
 
@@ -84,17 +86,26 @@ class RunPodWorker:
     async def handle(self, job: Mapping[str, Any]) -> dict[str, Any]:
         """Run the job's ``input`` request; return the ``FunctionResponse`` as a JSON-able dict.
 
-        An input that is not a valid request gives a failed response, never an exception.
+        An input that is not a valid request gives a failed response, never an exception;
+        so does a job the executor refuses (:class:`WorkerSaturated`).
         """
         request: Any = job.get("input")
-        response = await self.executor.execute(request, attributes=_attributes(job))
+        try:
+            response = await self.executor.execute(request, attributes=_attributes(job))
+        except WorkerSaturated as exc:
+            response = FunctionResponse(success=False, error=str(exc), stdout="")
         await self._flush()
         return response.model_dump(mode="json")
 
     async def stream(self, job: Mapping[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """Yield a log event per captured line as it is emitted, then the response event."""
         request: Any = job.get("input")
-        _executor, streams = self._ensure()
+        executor, streams = self._ensure()
+        try:
+            executor.check_capacity()
+        except WorkerSaturated as exc:
+            yield event_dict(FunctionResponse(success=False, error=str(exc), stdout=""))
+            return
         try:
             async for event in streams.stream(request, attributes=_attributes(job)):
                 yield event_dict(event)
