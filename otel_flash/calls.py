@@ -8,7 +8,8 @@ the caller's event loop.
 
 A step with a deadline runs in a thread of its own that is left behind (abandoned) if
 it overruns: in-process code cannot be interrupted. A coroutine always runs on an event
-loop of its own in a thread of its own; at its deadline it is cancelled, and if it
+loop of its own, in a thread of its own when it has a deadline or the driving thread
+runs a loop; at its deadline it is cancelled, and if it
 swallows the cancellation or never gives control back to its loop, it is abandoned
 like sync code. Either way the step answers at the limit.
 
@@ -85,13 +86,19 @@ class CallRunner:
         self._answers: dict[asyncio.Future[Any], asyncio.AbstractEventLoop] = {}
 
     def perform(self, call: Call) -> Outcome:
-        """Perform ``call`` here, or in a thread of its own (deadline, coroutine); its outcome."""
+        """Perform ``call`` here, or in a thread of its own; its outcome.
+
+        Without a deadline, here: a coroutine on a new event loop, unless this thread
+        runs a loop already (then in a thread of its own). With one, in a thread of its own.
+        """
         try:
-            if call.deadline is None and not inspect.iscoroutinefunction(call.fn):
+            if call.deadline is None:
                 result = call.fn(*call.args, **call.kwargs)
                 if not inspect.isawaitable(result):
                     return result, None
-                call = Call(_returning(result))  # an awaitable from a sync function: awaited off this thread
+                if asyncio.events._get_running_loop() is None:  # listed in asyncio.events.__all__
+                    return asyncio.run(_awaiting(result)), None
+                call = Call(_returning(result))  # never on the caller's loop
             return self._wait(call, self._start_thread(call)), None
         except BaseException as exc:  # handed to the pipeline, which decides what it means
             return None, exc
@@ -186,6 +193,10 @@ class CallRunner:
 
 def _returning(value: Any) -> Callable[[], Any]:
     return lambda: value
+
+
+async def _awaiting(awaitable: Any) -> Any:
+    return await awaitable
 
 
 def _complete(call: Call, future: Future[Any]) -> None:
