@@ -247,7 +247,7 @@ def test_ping_answers_while_a_sync_function_blocks(client: httpx.Client, tmp_pat
         gate.touch()
         final = list(events)[-1]
     assert ping.status_code == 200
-    assert ping.json() == {"status": "healthy"}
+    assert ping.json() == {"status": "healthy", "abandoned_threads": 0}
     assert final["response"]["success"] is True
 
 
