@@ -6,24 +6,20 @@ import asyncio
 import statistics
 import time
 
+from benchmarks.bench_execution import CODE as SYNC_CODE
 from otel_flash import FlashConfig, RemoteExecutor
 
 CALLS = 1_000
 REPEATS = 7
-CODE = """
-import logging
-log = logging.getLogger("bench.trivial")
-
-def trivial():
-    log.info("one log line")
-    print("one print")
-    return 42
-
+CODE = (
+    SYNC_CODE
+    + """
 async def trivial_async():
     log.info("one log line")
     print("one print")
     return 42
 """
+)
 
 
 def _sync_us(executor: RemoteExecutor, request: dict[str, str]) -> float:

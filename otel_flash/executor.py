@@ -137,12 +137,15 @@ class RemoteExecutor:
             WorkerSaturated: executions running plus abandoned threads fill ``max_workers``,
                 or the executor is draining (:meth:`drain`); nothing was started.
         """
-        with self._calls.capacity.admitted():
+        self._calls.capacity.admit()
+        try:
             steps = self._run(request, on_line, attributes)
             step = _advance(steps, (None, None))
             while isinstance(step, _Call):
                 step = _advance(steps, self._calls.perform(step))
             return step
+        finally:
+            self._calls.capacity.release()
 
     async def execute(
         self,

@@ -13,19 +13,21 @@ import _thread
 import builtins
 import contextlib
 import logging
+import operator
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 _log = logging.getLogger("flash.executor")
 InExecution = Callable[[], bool]
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """What an execution may change, as it was when the execution started."""
+class Snapshot(NamedTuple):
+    """What an execution may change, as it was when the execution started.
+
+    A named tuple, not a dataclass: one is made per execution, and this is cheaper.
+    """
 
     record_factory: Callable[..., logging.LogRecord]
     disable_level: int
@@ -38,12 +40,13 @@ class InterpreterState:
 
     Reading every logger's ``disabled`` flag costs a pass over the loggers, so it is done
     once per execution, at its end, against the flags as the previous execution (or the
-    executor's creation) left them.
+    executor's creation) left them; and only by count unless that count changed.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._disabled = _disabled_loggers()
+        self._loggers: tuple[int, list[logging.Logger]] = (-1, [])
 
     def snapshot(self) -> Snapshot:
         """The state now, before an execution."""
@@ -66,10 +69,24 @@ class InterpreterState:
         if builtins.print is not before.print_function:
             builtins.print = before.print_function
             restored.append("user code replaced builtins.print; otel_flash restored it")
-        names = self._reenable(before.loggers)
+        names = self._reenable(before.loggers) if self._count_disabled() != len(self._disabled) else []
         if names:
             restored.append(f"user code disabled the loggers {', '.join(names)}; otel_flash re-enabled them")
         return restored
+
+    def _count_disabled(self) -> int:
+        """How many loggers are disabled now: the cheap check made after every execution.
+
+        The loggers (not placeholders) are listed again only when the manager holds more
+        names than last time; counting their flags is then one pass in C.
+        """
+        names = len(logging.root.manager.loggerDict)
+        known, loggers = self._loggers
+        if names != known:
+            values = list(logging.root.manager.loggerDict.values())
+            loggers = [logger for logger in values if isinstance(logger, logging.Logger)]
+            self._loggers = (names, loggers)
+        return sum(map(_is_disabled, loggers))
 
     def _reenable(self, existing: int) -> list[str]:
         """Re-enable loggers among the first ``existing`` that were enabled before; their names."""
@@ -86,6 +103,9 @@ class InterpreterState:
                     disabled.add(name)
             self._disabled = frozenset(disabled)
         return names
+
+
+_is_disabled = operator.attrgetter("disabled")
 
 
 def _disabled_loggers() -> frozenset[str]:

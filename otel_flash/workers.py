@@ -15,8 +15,7 @@ from __future__ import annotations
 import contextvars
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -95,21 +94,22 @@ class Capacity:
         """Executions started and not yet answered."""
         return self._running
 
-    @contextmanager
-    def admitted(self) -> Iterator[None]:
-        """Hold one place for an execution while it runs.
+    def admit(self) -> None:
+        """Take one place for an execution; :meth:`release` gives it back.
 
         Raises:
             WorkerSaturated: no place is free, or the capacity is closed (shutdown).
         """
         with self._lock:
-            self._check()
+            if self._closed or self._running + self._abandoned >= self._limit:
+                self._check()
             self._running += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._running -= 1
+
+    def release(self) -> None:
+        """Give back the place an execution took with :meth:`admit`."""
+        with self._lock:
+            self._running -= 1
+            if not self._running:
                 self._idle.notify_all()
 
     def check(self) -> None:
