@@ -222,12 +222,11 @@ async def _settle_awaited(call: Call, awaitable: Any, future: Future[Any]) -> No
     if not done:
         task.cancel()
         _fail(future, call.timed_out(cancelled=True))
-    elif task.cancelled():
-        _fail(future, asyncio.CancelledError())
-    elif (error := task.exception()) is not None:
-        _fail(future, error)
-    else:
+        return
+    try:
         _succeed(future, task.result())
+    except BaseException as exc:  # the coroutine's own error, CancelledError included
+        _fail(future, exc)
 
 
 def _succeed(future: Future[Any], value: Any) -> None:

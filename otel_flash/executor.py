@@ -10,7 +10,6 @@ included, never runs on the caller's event loop and there is one copy of the log
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
@@ -297,14 +296,16 @@ class RemoteExecutor:
         """The phases' response fields, or those of their failure.
 
         What user code did to the interpreter is undone first (into ``restored``): a log
-        record factory that raises must be gone before otel_flash logs anything.
+        record factory that raises must be gone before otel_flash logs anything. The
+        pipeline never runs on an event loop, so a ``CancelledError`` comes from user code
+        and is a failure like any other.
         """
         try:
             try:
                 return (yield from self._phases(payload, state))
             finally:
                 restored += self._interpreter.restore(before)
-        except (GeneratorExit, asyncio.CancelledError):
+        except GeneratorExit:
             raise
         except BaseException as exc:
             record_failure(root, exc, self._redact, event=state.failed_phase is None)

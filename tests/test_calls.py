@@ -218,3 +218,17 @@ def _gauge(reader: InMemoryMetricReader) -> float:
         for point in metric.data.data_points
     ]
     return float(value)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("limit", [None, 5], ids=["untimed", "timed"])
+async def test_cancelled_error_from_user_code_is_a_failure(
+    executor: RemoteExecutor, limit: float | None
+) -> None:
+    """A coroutine raising CancelledError is answered success false; the caller's task is not cancelled."""
+    code = "import asyncio\nasync def f():\n    raise asyncio.CancelledError('mine')\n"
+    request = {**function_request(code, "f"), "timeout_s": limit}
+    response = await executor.execute(request)
+    assert response.success is False
+    assert response.error is not None and "CancelledError: mine" in response.error
+    assert executor.execute_sync(request).success is False
