@@ -232,3 +232,12 @@ async def test_cancelled_error_from_user_code_is_a_failure(
     assert response.success is False
     assert response.error is not None and "CancelledError: mine" in response.error
     assert executor.execute_sync(request).success is False
+
+
+@pytest.mark.asyncio
+async def test_runpod_handler_answers_a_spinning_coroutine_at_its_limit(executor: RemoteExecutor) -> None:
+    """The RunPod handler's loop stays free: a spinning coroutine is answered at its limit."""
+    worker = RunPodWorker(lambda: executor, flush_each_job=False)
+    output = await worker.handle({"id": "spin", "input": _timed(SPINNING_COROUTINE, 0.5)})
+    assert output["success"] is False and output["error"].startswith("timed out after 0.5 s")
+    assert (await worker.handle({"id": "next", "input": function_request(HELLO, "hello", "x")}))["success"]

@@ -24,6 +24,13 @@ def f(marker):
     pathlib.Path(marker).touch()
     time.sleep(60)
 """
+SPINNING = """
+import pathlib
+async def f(marker):
+    pathlib.Path(marker).touch()
+    while True:
+        pass
+"""
 
 
 @pytest.fixture
@@ -53,14 +60,17 @@ def served() -> Iterator[tuple[str, subprocess.Popen[str]]]:
 def test_sigterm_answers_running_requests_and_exits_within_grace(
     served: tuple[str, subprocess.Popen[str]], tmp_path: Path
 ) -> None:
-    """Requests still running at SIGTERM are answered 'worker shutting down'; the process exits soon after."""
+    """Requests still running at SIGTERM (a spinning coroutine too) are answered 'worker shutting
+    down'; the process exits soon after."""
     url, process = served
-    markers = [tmp_path / "untimed", tmp_path / "timed"]
+    markers = [tmp_path / "untimed", tmp_path / "timed", tmp_path / "spinning"]
     untimed = function_request(LONG, "f", str(markers[0]))
     timed = {**function_request(LONG, "f", str(markers[1])), "timeout_s": 120}
-    with ThreadPoolExecutor(2) as clients:
+    spinning = function_request(SPINNING, "f", str(markers[2]))
+    with ThreadPoolExecutor(3) as clients:
         answers = [
-            clients.submit(httpx.post, f"{url}/execute", json=body, timeout=60) for body in (untimed, timed)
+            clients.submit(httpx.post, f"{url}/execute", json=body, timeout=60)
+            for body in (untimed, timed, spinning)
         ]
         deadline = time.monotonic() + 30
         while not all(marker.exists() for marker in markers):
