@@ -161,7 +161,10 @@ def test_abandoned_threads_fill_the_capacity_then_requests_are_refused(small: Re
 
 
 def test_a_flood_of_timeouts_is_bounded_and_answered_503(small: RemoteExecutor) -> None:
-    """150 timing-out requests over HTTP create a bounded number of threads; those refused get 503."""
+    """150 timing-out requests over HTTP create a bounded number of threads; those refused get 503.
+
+    So does a stream asked for while the capacity is full, before its stream starts.
+    """
     before = threading.active_count()
     with serving(create_app(small)) as url, ThreadPoolExecutor(16) as clients:
         answers = list(
@@ -175,6 +178,8 @@ def test_a_flood_of_timeouts_is_bounded_and_answered_503(small: RemoteExecutor) 
         assert refused and refused[0].json()["detail"].startswith("worker saturated:")
         assert all(a.json()["error"].startswith("timed out") for a in answers if a.status_code == 200)
         assert peak - before <= 16 + 2 * 4 + 4, peak - before  # clients, pool + abandoned, uvicorn
+        stream = httpx.post(f"{url}/execute/stream", json=function_request(HELLO, "hello", "x"), timeout=60)
+        assert stream.status_code == 503 and stream.json()["detail"].startswith("worker saturated:")
         RELEASE.set()
         _wait_until(lambda: small.abandoned_threads == 0, "the threads to end")
         assert httpx.post(f"{url}/execute", json=function_request(HELLO, "hello", "x"), timeout=60).json()[
