@@ -21,7 +21,7 @@ from opentelemetry import trace
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.trace import SpanKind
 
-from otel_flash import threads
+from otel_flash import interpreter, threads
 from otel_flash.bridge import LogBridge
 from otel_flash.calls import Call as _Call
 from otel_flash.calls import CallRunner, Outcome
@@ -31,7 +31,7 @@ from otel_flash.dependencies import DependencyInstaller
 from otel_flash.exceptions import WorkerShuttingDown
 from otel_flash.failures import describe_error, record_failure
 from otel_flash.instances import InstanceRegistry
-from otel_flash.interpreter import InterpreterState, Snapshot, guard_interrupt_main, unguard_interrupt_main
+from otel_flash.interpreter import InterpreterState, Snapshot
 from otel_flash.isolation import ProcessIsolation
 from otel_flash.loader import CodeCache
 from otel_flash.observation import records_observed, spans_observed, unobserved_span
@@ -87,7 +87,7 @@ class RemoteExecutor:
         self._dependencies = DependencyInstaller(self.config)
         self._calls = CallRunner(self.config.max_workers)
         self._interpreter = InterpreterState()
-        guard_interrupt_main(self.in_execution)
+        interpreter.install(self.in_execution)
         observe_abandoned_threads(self._telemetry.meter_provider, self._calls.capacity)
         self._isolation = (
             ProcessIsolation(
@@ -207,7 +207,7 @@ class RemoteExecutor:
         if self.config.propagate_threads:
             threads.release()
         self._calls.shutdown()
-        unguard_interrupt_main(self.in_execution)
+        interpreter.uninstall(self.in_execution)
         self._dependencies.close()
         if self._isolation is not None:
             self._isolation.close()

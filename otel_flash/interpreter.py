@@ -3,7 +3,7 @@
 :class:`InterpreterState` undoes what one execution did to the log record factory,
 the ``logging.disable`` level, the ``disabled`` flags of loggers that existed before
 it, and ``builtins.print``, so the next request starts clean. (The root logger is the
-bridge's to restore, the process streams stdio's.) :func:`guard_interrupt_main` keeps
+bridge's to restore, the process streams stdio's.) :func:`install` also keeps
 ``_thread.interrupt_main()`` called from an execution from stopping the worker.
 """
 
@@ -13,7 +13,6 @@ import _thread
 import builtins
 import contextlib
 import logging
-import operator
 import signal
 import threading
 from collections.abc import Callable
@@ -33,28 +32,34 @@ class Snapshot(NamedTuple):
     disable_level: int
     print_function: Callable[..., None]
     loggers: int  # loggers existing then: the first ones of the manager's (insertion-ordered) dict
+    flag_changes: int
 
 
 class InterpreterState:
     """Snapshots interpreter-wide state before executions and restores it after them.
 
-    Reading every logger's ``disabled`` flag costs a pass over the loggers, so it is done
-    once per execution, at its end, against the flags as the previous execution (or the
-    executor's creation) left them; and only by count unless that count changed.
+    Loggers' ``disabled`` flags are not read per execution (a pass over every logger):
+    while installed (:func:`install`), setting a logger's ``disabled`` counts a change,
+    and only an execution during which the count moved looks at the loggers.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._disabled = _disabled_loggers()
-        self._loggers: tuple[int, list[logging.Logger]] = (-1, [])
+        self._seen = -1
+        self._disabled: frozenset[str] = frozenset()
 
     def snapshot(self) -> Snapshot:
         """The state now, before an execution."""
+        changes = _flag_changes
+        if changes != self._seen:  # flags changed since last read (the host, a past execution)
+            with self._lock:
+                self._disabled, self._seen = _disabled_loggers(), changes
         return Snapshot(
             logging.getLogRecordFactory(),
             logging.root.manager.disable,
             builtins.print,
             len(logging.root.manager.loggerDict),
+            changes,
         )
 
     def restore(self, before: Snapshot) -> list[str]:
@@ -69,43 +74,25 @@ class InterpreterState:
         if builtins.print is not before.print_function:
             builtins.print = before.print_function
             restored.append("user code replaced builtins.print; otel_flash restored it")
-        names = self._reenable(before.loggers) if self._count_disabled() != len(self._disabled) else []
-        if names:
-            restored.append(f"user code disabled the loggers {', '.join(names)}; otel_flash re-enabled them")
+        if _flag_changes != before.flag_changes:
+            names = self._reenable(before.loggers)
+            if names:
+                restored.append(
+                    f"user code disabled the loggers {', '.join(names)}; otel_flash re-enabled them"
+                )
         return restored
-
-    def _count_disabled(self) -> int:
-        """How many loggers are disabled now: the cheap check made after every execution.
-
-        The loggers (not placeholders) are listed again only when the manager holds more
-        names than last time; counting their flags is then one pass in C.
-        """
-        names = len(logging.root.manager.loggerDict)
-        known, loggers = self._loggers
-        if names != known:
-            values = list(logging.root.manager.loggerDict.values())
-            loggers = [logger for logger in values if isinstance(logger, logging.Logger)]
-            self._loggers = (names, loggers)
-        return sum(map(_is_disabled, loggers))
 
     def _reenable(self, existing: int) -> list[str]:
         """Re-enable loggers among the first ``existing`` that were enabled before; their names."""
         names: list[str] = []
-        disabled: set[str] = set()
         with self._lock:
             for index, (name, logger) in enumerate(logging.root.manager.loggerDict.items()):
-                if not isinstance(logger, logging.Logger) or not logger.disabled:
-                    continue
-                if index < existing and name not in self._disabled:
+                if index >= existing:
+                    break
+                if isinstance(logger, logging.Logger) and logger.disabled and name not in self._disabled:
                     logger.disabled = False
                     names.append(name)
-                else:
-                    disabled.add(name)
-            self._disabled = frozenset(disabled)
         return names
-
-
-_is_disabled = operator.attrgetter("disabled")
 
 
 def _disabled_loggers() -> frozenset[str]:
@@ -117,36 +104,53 @@ def _disabled_loggers() -> frozenset[str]:
     )
 
 
-_guard_lock = threading.Lock()
-_guards: list[InExecution] = []
+_install_lock = threading.Lock()
+_holders: list[InExecution] = []
 _original_interrupt_main: Callable[..., None] | None = None
+_flag_changes = 0
 
 
-def guard_interrupt_main(in_execution: InExecution) -> None:
-    """Make ``_thread.interrupt_main`` a no-op (with a warning) while ``in_execution()`` is true."""
+def install(in_execution: InExecution) -> None:
+    """Count changes of loggers' ``disabled`` flags, and make ``_thread.interrupt_main`` a no-op
+    (with a warning) while ``in_execution()`` is true. The last :func:`uninstall` undoes it."""
     global _original_interrupt_main
-    with _guard_lock:
-        if not _guards:
+    with _install_lock:
+        if not _holders:
             _original_interrupt_main = _thread.interrupt_main
             _thread.interrupt_main = _interrupt_main
-        _guards.append(in_execution)
+            # Writes to a logger's attributes are rare (configuration), reads are not: a
+            # class-level __setattr__ costs nothing where logging is hot.
+            logging.Logger.__setattr__ = _tracking_setattr  # type: ignore[method-assign,assignment]  # see above
+        _holders.append(in_execution)
 
 
-def unguard_interrupt_main(in_execution: InExecution) -> None:
-    """Undo :func:`guard_interrupt_main`; the last one puts the original back (unless replaced since)."""
+def uninstall(in_execution: InExecution) -> None:
+    """Undo :func:`install`; the last one puts the originals back (unless replaced since)."""
     global _original_interrupt_main
-    with _guard_lock:
-        if in_execution in _guards:
-            _guards.remove(in_execution)
-        if not _guards and _original_interrupt_main is not None:
-            if _thread.interrupt_main is _interrupt_main:
-                _thread.interrupt_main = _original_interrupt_main
-            _original_interrupt_main = None
+    with _install_lock:
+        if in_execution in _holders:
+            _holders.remove(in_execution)
+        if _holders or _original_interrupt_main is None:
+            return
+        if _thread.interrupt_main is _interrupt_main:
+            _thread.interrupt_main = _original_interrupt_main
+        _original_interrupt_main = None
+        if logging.Logger.__dict__.get("__setattr__") is _tracking_setattr:
+            delattr(logging.Logger, "__setattr__")
+
+
+def _tracking_setattr(logger: logging.Logger, name: str, value: Any) -> None:
+    """``Logger.__setattr__`` while installed: counts each change of a ``disabled`` flag."""
+    global _flag_changes
+    if name == "disabled" and logger.__dict__.get("disabled", value) != value:
+        with _install_lock:
+            _flag_changes += 1
+    object.__setattr__(logger, name, value)
 
 
 def _interrupt_main(signum: int = signal.SIGINT, /) -> None:
     """Stands in for ``_thread.interrupt_main``: ignored when called from an execution."""
-    if any(in_execution() for in_execution in list(_guards)):
+    if any(in_execution() for in_execution in list(_holders)):
         # a broken logging setup must not turn this into an interrupt after all
         with contextlib.suppress(Exception):
             _log.warning("user code called _thread.interrupt_main(); otel_flash kept the worker running")

@@ -109,7 +109,7 @@ class Capacity:
         """Give back the place an execution took with :meth:`admit`."""
         with self._lock:
             self._running -= 1
-            if not self._running:
+            if self._closed and not self._running:  # only a drain waits for that
                 self._idle.notify_all()
 
     def check(self) -> None:

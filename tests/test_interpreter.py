@@ -11,6 +11,7 @@ import pytest
 
 from otel_flash import RemoteExecutor
 from otel_flash.server import create_app
+from otel_flash.testing import TelemetryCapture
 from tests.requests import function_request, stdout_lines
 from tests.test_hostile import OK, _still_works
 from tests.test_server import serving
@@ -95,3 +96,26 @@ def test_raising_record_factory_does_not_hang_the_worker(executor: RemoteExecuto
         assert httpx.get(f"{url}/ping", timeout=10).status_code == 200
         answer = httpx.post(f"{url}/execute", json=OK, timeout=30).json()
         assert stdout_lines(answer["stdout"])[0].endswith("| INFO | still here")
+
+
+def test_loggers_the_host_disables_between_requests_stay_disabled(executor: RemoteExecutor) -> None:
+    """Only what an execution changes is undone: a logger the host disabled before it stays so."""
+    host = logging.getLogger("host.quiet")
+    host.disabled = True
+    try:
+        response = executor.execute_sync(function_request("def f():\n    return 1\n", "f"))
+        assert response.success and "re-enabled" not in (response.stdout or "")
+        assert host.disabled
+    finally:
+        host.disabled = False
+
+
+def test_shutdown_removes_the_interpreter_hooks(telemetry: TelemetryCapture) -> None:
+    """When an executor shuts down, _thread.interrupt_main and logging.Logger are as they were."""
+    original, setattr_before = _thread.interrupt_main, logging.Logger.__dict__.get("__setattr__")
+    with RemoteExecutor(
+        tracer_provider=telemetry.tracer_provider, logger_provider=telemetry.logger_provider
+    ) as executor:
+        assert executor.in_execution() is False
+    assert _thread.interrupt_main is original
+    assert logging.Logger.__dict__.get("__setattr__") is setattr_before
