@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import inspect
 import threading
 import time
@@ -112,12 +113,12 @@ class CallRunner:
         answer: asyncio.Future[T] = loop.create_future()
         context = contextvars.copy_context()
 
-        def job() -> None:
+        def job() -> Callable[[], None]:
             try:
                 outcome: Outcome = (context.run(drive), None)
             except BaseException as exc:  # delivered to the awaiting caller
                 outcome = (None, exc)
-            _answer_threadsafe(loop, answer, outcome)
+            return functools.partial(_answer_threadsafe, loop, answer, outcome)
 
         with self._lock:
             self._answers[answer] = loop
