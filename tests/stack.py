@@ -58,7 +58,27 @@ def _stop(process: subprocess.Popen[bytes] | None) -> str:
     return (err or b"").decode("utf-8", "replace")
 
 
-class RotelCollector:
+class _Started:
+    """Started on ``__enter__``, stopped on ``__exit__``."""
+
+    def start(self) -> Self:
+        """Start, and wait until it serves."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop, and wait until it has."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class RotelCollector(_Started):
     """rotel receiving OTLP on two loopback ports (gRPC, HTTP) and exporting to ``exporter_endpoint``."""
 
     def __init__(
@@ -113,16 +133,8 @@ class RotelCollector:
         _stop(self._process)
         self._process = None
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-
-class ServedWorker:
+class ServedWorker(_Started):
     """``otel-flash serve`` on a free loopback port, its environment ``env`` (plus ``PATH``-like basics)."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
@@ -158,11 +170,3 @@ class ServedWorker:
         """SIGTERM (the worker flushes its telemetry), then wait; keeps its stderr in :attr:`stderr`."""
         self.stderr = _stop(self._process)
         self._process = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from otel_flash import FlashConfig, RemoteExecutor
+from otel_flash import RemoteExecutor
 from otel_flash.config import Isolation
 from otel_flash.testing import TelemetryCapture
 from tests.requests import function_request
@@ -31,15 +29,10 @@ WORKER_FILES = ("executor.py", "calls.py", "isolation.py", "targets.py", "loader
 
 
 @pytest.fixture(params=["thread", "process"])
-def executor(request: pytest.FixtureRequest, telemetry: TelemetryCapture) -> Iterator[RemoteExecutor]:
-    """An executor in each isolation mode on the in-memory providers."""
-    isolation: Isolation = request.param
-    with RemoteExecutor(
-        FlashConfig(isolation=isolation),
-        tracer_provider=telemetry.tracer_provider,
-        logger_provider=telemetry.logger_provider,
-    ) as instance:
-        yield instance
+def isolation(request: pytest.FixtureRequest) -> Isolation:
+    """Every test here runs in both isolation modes."""
+    mode: Isolation = request.param
+    return mode
 
 
 def _exception_event(telemetry: TelemetryCapture, span_name: str) -> dict[str, object]:
