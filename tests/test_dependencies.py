@@ -26,6 +26,7 @@ from packaging.requirements import Requirement
 from otel_flash import DependencyError, FlashConfig, RemoteExecutor
 from otel_flash import dependencies as dependencies_module
 from otel_flash.dependencies import DependencyInstaller
+from otel_flash.installer_output import OutputLevels
 from otel_flash.installers import (
     PythonInstaller,
     apt_install_argv,
@@ -33,7 +34,6 @@ from otel_flash.installers import (
     apt_update_argv,
     choose_python_installer,
 )
-from otel_flash.process import OutputLevels
 from otel_flash.redaction import redact_urls
 from otel_flash.requirements import check_system_packages, parse_requirements, unsatisfied
 from otel_flash.testing import TelemetryCapture
