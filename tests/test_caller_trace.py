@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import pytest
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
-from runpod_flash.stubs.load_balancer_sls import LoadBalancerSlsStub
 
 from otel_flash import RemoteExecutor
 from otel_flash.server import create_app
@@ -52,6 +51,9 @@ async def test_worker_continues_the_trace_of_the_stock_load_balancer_client(
     caller: TelemetryCapture, executor: RemoteExecutor, telemetry: TelemetryCapture
 ) -> None:
     """flash.execute joins the caller's trace under the httpx CLIENT span that carried the call."""
+    # Imported here: importing runpod_flash sets up the root logger; the suite restores it after a test
+    from runpod_flash.stubs.load_balancer_sls import LoadBalancerSlsStub
+
     with serving(create_app(executor)) as url:
         stub = LoadBalancerSlsStub(LoopbackEndpoint("loopback", url), timeout=60)
         tracer = caller.tracer_provider.get_tracer("caller")
