@@ -20,6 +20,7 @@ from typing import Any
 
 REDACTED = "***"
 _MAX_DEPTH = 16  # nested attribute values deeper than this are left as they are
+_PLAIN = frozenset({bool, int, float, type(None)})  # nothing to redact: returned at once
 
 # scheme://userinfo@ where userinfo has no '/', '@' or whitespace: the whole userinfo
 # goes, because a token is often written as the user name alone. The lookbehind makes
@@ -135,10 +136,13 @@ class Redactor:
 
         Returns ``value`` itself when nothing in it changed; other types are returned as they are.
         """
+        kind = type(value)
+        if kind is str:
+            return self(value)  # type: ignore[arg-type]  # kind is str
+        if kind in _PLAIN or depth >= _MAX_DEPTH:
+            return value
         if isinstance(value, str):
             return self(value)
-        if depth >= _MAX_DEPTH:
-            return value
         if isinstance(value, list | tuple):
             items = [self.value(item, depth + 1) for item in value]
             if all(new is old for new, old in zip(items, value, strict=True)):
