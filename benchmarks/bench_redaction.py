@@ -1,0 +1,128 @@
+"""Redaction: time at 2n over time at n for adversarial lines (1.0-2.5 is linear), and its cost per span."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_flash.redacting import redact_log_record, redact_span
+from otel_flash.redaction import Redactor
+
+N = 512 << 10  # characters at n; 2n is 1 MiB
+SECRET = "sk-live-0123456789abcdef"
+# one adversarial shape per pattern: long runs that start a match everywhere and end none
+SHAPES: dict[str, str] = {
+    "url userinfo (a.a.a...@)": "a.",
+    "url scheme runs (a://a:)": "a://a:",
+    "authorization": "authorization: ",
+    "authorization value": "AuthoRization=Bearer ",
+    "query parameters (?token=)": "?token=",
+    "query parameter names": "&" + "k" * 63,
+    "secret value prefixes": SECRET[:-1] + " ",
+}
+TYPICAL = "2026-11-28 12:00:00 | INFO | app.worker | processed item 12345 of 99999 in 3.2 ms"
+# what the URL pattern was before issue 11: quadratic in a run of scheme characters
+_OLD_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+
+
+def _best(action: Callable[[], object], repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def _line(shape: str, size: int) -> str:
+    return (shape * (size // len(shape) + 1))[:size] + "@ x://"
+
+
+def scaling() -> None:
+    """Each shape at n and 2n: seconds and the ratio."""
+    redact = Redactor({SECRET})
+    for name, shape in SHAPES.items():
+        at_n = _best(lambda shape=shape: redact(_line(shape, N)))
+        at_2n = _best(lambda shape=shape: redact(_line(shape, 2 * N)))
+        print(f"{name:30} n=512 KiB {at_n * 1e3:7.2f} ms   2n=1 MiB {at_2n * 1e3:7.2f} ms   2n/n {at_2n / at_n:4.2f}")
+    small = 16 << 10
+    old_n = _best(lambda: _OLD_USERINFO.sub("***", _line("a.", small)), 1)
+    old_2n = _best(lambda: _OLD_USERINFO.sub("***", _line("a.", 2 * small)), 1)
+    print(
+        f"{'before: url userinfo':30} n=16 KiB {old_n * 1e3:8.1f} ms   2n=32 KiB {old_2n * 1e3:7.1f} ms"
+        f"   2n/n {old_2n / old_n:4.2f}   (1 MiB extrapolated: {old_n * (N * 2 / small) ** 2:.0f} s)"
+    )
+
+
+def typical() -> None:
+    """ns per typical log line, without and with a secret in it."""
+    redact = Redactor({SECRET})
+    loops = 100_000
+    for label, line in (("typical line", TYPICAL), ("line with a secret", f"{TYPICAL} key={SECRET}")):
+        seconds = _best(lambda line=line: [redact(line) for _ in range(loops)])
+        print(f"{label:30} {seconds / loops * 1e9:7.0f} ns")
+
+
+class _Discard(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def _spans() -> list[ReadableSpan]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("bench")
+    with tracer.start_as_current_span("flash.execute") as root:
+        root.set_attributes({"flash.function.name": "work", "code.function.name": "work", "flash.success": True})
+        with tracer.start_as_current_span("flash.function.call") as call:
+            call.set_attributes({"flash.phase": "call", "flash.duration_ms": 1.5, "user.id": "u-12345"})
+            call.add_event("checkpoint", {"step": 3, "message": "halfway through the batch"})
+    return list(exporter.get_finished_spans())
+
+
+def _records() -> list[ReadableLogRecord]:
+    import logging
+
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+
+    exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]  # SDK lacks annotation
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    logger = logging.getLogger("bench.redaction")
+    logger.handlers[:] = [LoggingHandler(logger_provider=provider)]
+    logger.propagate = False
+    logger.warning("processed item %d of %s", 12345, "batch", extra={"tenant": "acme"})
+    return list(exporter.get_finished_logs())
+
+
+def export_cost() -> None:
+    """ns per span and per log record that the export wrappers add when nothing matches."""
+    redact = Redactor({SECRET})
+    spans, records = _spans(), _records()
+    loops = 20_000
+    span_s = _best(lambda: [redact_span(span, redact) for _ in range(loops) for span in spans])
+    record_s = _best(lambda: [redact_log_record(record, redact) for _ in range(loops) for record in records])
+    discard = _Discard()
+    export_s = _best(lambda: [discard.export(spans) for _ in range(loops)])
+    print(f"{'export redaction per span':30} {span_s / loops / len(spans) * 1e9:7.0f} ns (nothing to redact)")
+    print(f"{'export redaction per record':30} {record_s / loops / len(records) * 1e9:7.0f} ns (nothing to redact)")
+    print(f"{'(a bare export call per batch)':30} {export_s / loops * 1e9:7.0f} ns")
+
+
+def main() -> None:
+    """Print the scaling figure of every pattern, the typical-line cost and the per-span cost."""
+    scaling()
+    typical()
+    export_cost()
+
+
+if __name__ == "__main__":
+    main()
