@@ -27,9 +27,11 @@ _PLAIN = frozenset({bool, int, float, type(None)})  # nothing to redact: returne
 # a scheme start only where a run of scheme characters starts (linear, see above).
 _USERINFO = re.compile(r"(?<![A-Za-z0-9+.-])(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*+://)(?P<userinfo>[^/@\s]++)@")
 
-# "Authorization: Bearer abc", "authorization=Basic abc", "'Authorization': 'token abc'"
+# "Authorization: Bearer abc", "authorization=Basic abc", "'Authorization': 'token abc'"; a value
+# never swallows a following key ("Authorization: Authorization: Bearer abc" hides abc)
 _AUTHORIZATION = re.compile(
-    r"(?P<key>(?:proxy-)?authorization['\"]?\s*+[:=]\s*+['\"]?)(?P<value>(?:[A-Za-z]++\s++)?[^\s'\",}]++)",
+    r"(?P<key>(?:proxy-)?authorization['\"]?\s*+[:=]\s*+['\"]?)(?!(?:proxy-)?authorization)"
+    r"(?P<value>(?:[A-Za-z]++\s++(?!(?:proxy-)?authorization))?[^\s'\",}]++)",
     re.IGNORECASE,
 )
 
