@@ -16,7 +16,7 @@ is copied (``benchmarks/bench_redaction.py`` prints the per-span cost).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from copy import copy
 from typing import Any
 
@@ -28,6 +28,7 @@ from opentelemetry.trace import Link, Status
 
 from otel_flash.redaction import Redactor
 
+_PLAIN = frozenset({bool, int, float, type(None)})
 __all__ = ["RedactingLogRecordExporter", "RedactingSpanExporter", "redact_log_record", "redact_span"]
 
 
@@ -37,6 +38,9 @@ def redact_span(span: ReadableSpan, redact: Redactor) -> ReadableSpan:
     Looked at: the name, attributes, events (names and attributes), links' attributes
     and the status description.
     """
+    texts = _span_texts(span)
+    if texts is not None and redact.finds_nothing(texts):
+        return span
     name = redact(span.name)
     attributes = redact.attributes(span.attributes)
     events = _events(span.events, redact)
@@ -68,6 +72,40 @@ def redact_span(span: ReadableSpan, redact: Redactor) -> ReadableSpan:
     )
 
 
+def _span_texts(span: ReadableSpan) -> list[str] | None:
+    """Every string of ``span`` when all its values are plain (no bytes, maps or nesting), else None."""
+    events, links = span.events, span.links  # each access builds a tuple
+    texts = [span.name, *(event.name for event in events)]
+    if span.status.description:
+        texts.append(span.status.description)
+    maps = [span.attributes, *(event.attributes for event in events), *(link.attributes for link in links)]
+    for attributes in maps:
+        if attributes and not _plain_texts(_values(attributes), texts):
+            return None
+    return texts
+
+
+def _values(attributes: Mapping[str, object]) -> Iterable[object]:
+    """The values of an attribute map; through a plain dict copy (the SDK's maps are slow to walk)."""
+    copy = getattr(attributes, "copy", None)
+    copied = copy() if copy is not None else None
+    return (copied if isinstance(copied, dict) else dict(attributes)).values()
+
+
+def _plain_texts(values: Iterable[object], texts: list[str]) -> bool:
+    """Add the strings of ``values`` (and of their tuples) to ``texts``; False if one is not plain."""
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            texts.append(value)  # type: ignore[arg-type]  # kind is str
+        elif kind is tuple or kind is list:
+            if not _plain_texts(value, texts):  # type: ignore[arg-type]  # kind is a sequence
+                return False
+        elif kind not in _PLAIN:
+            return False
+    return True
+
+
 def _events(events: Sequence[Event], redact: Redactor) -> list[Event] | None:
     changed: list[Event] | None = None
     for index, event in enumerate(events):
@@ -97,6 +135,10 @@ def redact_log_record(record: Any, redact: Redactor) -> Any:
     Looked at: the body (a string, bytes, or a list or map of them) and the attributes.
     """
     log = record.log_record
+    texts: list[str] = []
+    plain = _plain_texts([log.body], texts) and _plain_texts(_values(log.attributes or {}), texts)
+    if plain and redact.finds_nothing(texts):
+        return record
     body = redact.value(log.body)
     attributes = redact.attributes(log.attributes)
     if body is log.body and attributes is None:
