@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import time
 from collections.abc import Callable
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_flash.redacting import redact_log_record, redact_span
 from otel_flash.redaction import Redactor
+from otel_flash.testing import capture_telemetry
 
 N = 512 << 10  # characters at n; 2n is 1 MiB
 SECRET = "sk-live-0123456789abcdef"
@@ -80,33 +80,21 @@ def _repeat(redact: Redactor, line: str, loops: int) -> None:
 
 
 def _spans() -> list[ReadableSpan]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("bench")
+    capture = capture_telemetry()
+    tracer = capture.tracer_provider.get_tracer("bench")
     with tracer.start_as_current_span("flash.execute") as root:
-        root.set_attributes(
-            {"flash.function.name": "work", "code.function.name": "work", "flash.success": True}
-        )
+        root.set_attributes({"flash.function.name": "work", "code.function.name": "w", "flash.success": True})
         with tracer.start_as_current_span("flash.function.call") as call:
             call.set_attributes({"flash.phase": "call", "flash.duration_ms": 1.5, "user.id": "u-12345"})
             call.add_event("checkpoint", {"step": 3, "message": "halfway through the batch"})
-    return list(exporter.get_finished_spans())
+    return capture.spans()
 
 
 def _records() -> list[ReadableLogRecord]:
-    import logging
-
-    from opentelemetry.instrumentation.logging.handler import LoggingHandler
-
-    exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]  # SDK lacks annotation
-    provider = LoggerProvider(shutdown_on_exit=False)
-    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
-    logger = logging.getLogger("bench.redaction")
-    logger.handlers[:] = [LoggingHandler(logger_provider=provider)]
-    logger.propagate = False
-    logger.warning("processed item %d of %s", 12345, "batch", extra={"tenant": "acme"})
-    return list(exporter.get_finished_logs())
+    capture = capture_telemetry()
+    handler = LoggingHandler(logger_provider=capture.logger_provider)
+    handler.emit(logging.makeLogRecord({"msg": "processed item 12345", "levelno": 30, "tenant": "acme"}))
+    return capture.log_records()
 
 
 def export_cost() -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
-from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -17,6 +18,7 @@ from otel_flash.config import Isolation
 from otel_flash.export import BatchSettings, ExportSettings
 from otel_flash.redacting import RedactingSpanExporter, redact_log_record, redact_span
 from otel_flash.redaction import Redactor
+from otel_flash.testing import capture_telemetry
 from tests.otlp_receivers import GrpcReceiver, Received
 from tests.requests import function_request
 
@@ -43,31 +45,18 @@ LEAKED = (SECRET, "tok111aaa", "tok222bbb", "tok333ccc", "tok444ddd")
 
 
 def _span(name: str, **attributes: Any) -> ReadableSpan:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(shutdown_on_exit=False)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    with provider.get_tracer("t").start_as_current_span(name) as span:
+    capture = capture_telemetry()
+    with capture.tracer_provider.get_tracer("t").start_as_current_span(name) as span:
         span.set_attributes(attributes)
         span.add_event("event", {"n": 1})
-    return exporter.get_finished_spans()[0]
+    return capture.spans()[0]
 
 
-def _record(body: Any, **attributes: Any) -> ReadableLogRecord:
-    import logging
-
-    from opentelemetry.instrumentation.logging.handler import LoggingHandler
-
-    exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]  # SDK lacks annotation
-    provider = LoggerProvider(shutdown_on_exit=False)
-    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
-    logger = logging.getLogger("test.redacting")
-    logger.handlers[:] = [LoggingHandler(logger_provider=provider)]
-    logger.propagate = False
-    try:
-        logger.warning(body, extra=attributes)
-    finally:
-        logger.handlers.clear()
-    return exporter.get_finished_logs()[0]
+def _record(body: str, **attributes: Any) -> ReadableLogRecord:
+    capture = capture_telemetry()
+    handler = LoggingHandler(logger_provider=capture.logger_provider)
+    handler.emit(logging.makeLogRecord({"msg": body, "levelno": logging.WARNING, **attributes}))
+    return capture.log_records()[0]
 
 
 def test_spans_and_records_with_nothing_to_hide_are_handed_on_untouched() -> None:
