@@ -137,10 +137,14 @@ class ProcessSession:
         self._listening = False
 
     def load(self) -> str:
-        """Fork the child and load the function there; its qualified name."""
+        """Fork the child and load the function there; its qualified name.
+
+        The time limit starts once the child exists: a zygote still importing (the
+        worker's first request) is the worker's time, not the function's.
+        """
+        pid, control, out_r, err_r = self._owner.zygote.fork()
         if self._limit_s is not None:
             self._deadline = time.monotonic() + self._limit_s
-        pid, control, out_r, err_r = self._owner.zygote.fork()
         self._pid, self._control = pid, control
         self._selector.register(control, selectors.EVENT_READ)
         self._listening = True
