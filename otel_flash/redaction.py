@@ -125,13 +125,14 @@ class Redactor:
         )
 
     def __call__(self, text: str) -> str:
-        """``text`` with every secret it contains replaced by ``***``."""
+        """``text`` with every secret it contains replaced by ``***`` (``text`` itself if none)."""
+        original = text
         if self._values is not None:
             text = self._values.sub(REDACTED, text)
         text = redact_parameters(redact_urls(text))
         if ("z" in text or "Z" in text) and "authoriz" in text.lower():  # 'z': a cheap first filter
             text = _AUTHORIZATION.sub(rf"\g<key>{REDACTED}", text)
-        return text
+        return original if text == original else text  # already-redacted text is not copied again
 
     def finds_nothing(self, texts: list[str]) -> bool:
         """Whether no text in ``texts`` has anything to redact, in one pass over them all.
