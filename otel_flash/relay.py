@@ -10,7 +10,7 @@ from opentelemetry import trace
 from opentelemetry._logs import Logger, LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, SpanContext, TraceFlags
 
 from otel_flash._internal import internal_logger
 from otel_flash.redaction import Redactor
@@ -51,11 +51,14 @@ class Relay:
     def context_of(self, message: Message) -> otel_context.Context:
         """The current context with the span the child named in ``message`` as current span.
 
-        Unchanged when the child names no span, or a span of another trace.
+        No span when the child named none; the current span itself when it named a span
+        of another trace.
         """
         current = otel_context.get_current()
         trace_id, span_id = int(message.get("trace_id") or 0), int(message.get("span_id") or 0)
-        if not span_id or trace_id != _current_trace_id():
+        if not (trace_id and span_id):
+            return trace.set_span_in_context(INVALID_SPAN, current)
+        if trace_id != _current_trace_id():
             return current
         flags = TraceFlags(int(message.get("flags") or 0))
         span = NonRecordingSpan(SpanContext(trace_id, span_id, False, flags))
