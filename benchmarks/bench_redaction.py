@@ -34,7 +34,7 @@ TYPICAL = "2026-11-28 12:00:00 | INFO | app.worker | processed item 12345 of 999
 _OLD_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
 
 
-def _best(action: Callable[[], object], repeats: int = 3) -> float:
+def _best(action: Callable[[], object], repeats: int = 5) -> float:
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
