@@ -212,6 +212,39 @@ def test_refused_entries_start_no_process(telemetry: TelemetryCapture, tmp_path:
     assert "flash.dependencies.exit_code" not in span.attributes
 
 
+def _marker_package(root: Path) -> tuple[Path, Path]:
+    """A local package whose setup.py writes a marker file when anything builds it."""
+    package, marker = root / "markerpkg", root / "setup-ran"
+    package.mkdir()
+    (package / "setup.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n"
+        "from setuptools import setup\nsetup(name='markerpkg', version='1.0')\n"
+    )
+    return package, marker
+
+
+@pytest.mark.parametrize("form", ["file-url", "FILE-url", "absolute-path", "relative-path", "git-file-url"])
+def test_local_paths_and_vcs_urls_are_refused_before_any_process(
+    telemetry: TelemetryCapture, tmp_path: Path, form: str
+) -> None:
+    """A dependency naming a local directory or a VCS URL is refused by name; its setup.py never runs."""
+    package, marker = _marker_package(tmp_path)
+    entry = {
+        "file-url": f"markerpkg @ {package.as_uri()}",
+        "FILE-url": f"markerpkg @ FILE://{package}",
+        "absolute-path": f"markerpkg @ {package}",
+        "relative-path": "markerpkg @ ./markerpkg",
+        "git-file-url": f"markerpkg @ git+{package.as_uri()}",
+    }[form]
+    with _executor(telemetry, install_target=str(tmp_path / "t")) as executor:
+        response = executor.execute_sync(_use("json", entry))
+    assert not response.success
+    assert response.error is not None
+    assert response.error.startswith(f"refused Python dependency {entry!r}: only http and https URLs")
+    assert not marker.exists()
+    assert executor.execute_sync(function_request("def f():\n    return 1\n", "f")).success
+
+
 def test_canary_installer_runs_for_valid_entries_in_the_workspace(
     telemetry: TelemetryCapture, tmp_path: Path
 ) -> None:
