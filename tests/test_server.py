@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_flash import FlashConfig, RemoteExecutor
-from otel_flash.server import create_app
+from otel_flash.server import create_app, uvicorn_options
 from otel_flash.testing import TelemetryCapture
 from tests.requests import HELLO, function_request, stdout_lines
 
@@ -55,22 +55,31 @@ def tagged(tag):
     return tag
 """
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+JSON_HEADERS = {"content-type": "application/json"}
 
 
 @contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` on uvicorn in a thread on a free 127.0.0.1 port; yield its base URL."""
+def serving(app: FastAPI, config: FlashConfig | None = None, *, ready: bool = True) -> Iterator[str]:
+    """Run ``app`` on uvicorn in a thread on a free 127.0.0.1 port; yield its base URL.
+
+    uvicorn gets ``serve``'s limits from ``config``; with ``ready`` the URL is yielded
+    once ``/ping`` answers 200 (the worker initialised).
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, lifespan="on", loop="asyncio", ws="none")
-    server = uvicorn.Server(config)
+    options = uvicorn_options(config or FlashConfig())
+    settings = uvicorn.Config(app, log_config=None, lifespan="on", loop="asyncio", ws="none", **options)
+    server = uvicorn.Server(settings)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
+    url = f"http://127.0.0.1:{port}"
     try:
         _wait_for(lambda: server.started or not thread.is_alive(), "the server to start")
         assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
+        if ready:
+            _wait_for(lambda: httpx.get(f"{url}/ping", timeout=30).status_code == 200, "the worker")
+        yield url
     finally:
         server.should_exit = True
         thread.join(60)
@@ -189,7 +198,7 @@ def test_json_that_is_not_an_object_is_422(client: httpx.Client) -> None:
 
 def test_declared_body_over_the_limit_is_413(client: httpx.Client) -> None:
     """A Content-Length over max_body_bytes is refused with 413 before the body is read."""
-    response = client.post("/execute", content=b" " * (65 << 10))
+    response = client.post("/execute", content=b" " * (65 << 10), headers=JSON_HEADERS)
     assert response.status_code == 413
     assert "over the limit of 65536 bytes" in response.json()["detail"]
 
@@ -201,7 +210,7 @@ def test_chunked_body_over_the_limit_is_413(client: httpx.Client) -> None:
         for _ in range(80):
             yield b" " * 1024
 
-    response = client.post("/execute", content=chunks())
+    response = client.post("/execute", content=chunks(), headers=JSON_HEADERS)
     assert response.status_code == 413
 
 
