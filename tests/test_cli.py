@@ -94,8 +94,10 @@ def test_failed_execution_exits_1_with_the_response() -> None:
         (None, "cannot read request"),
         ("{not json", "cannot read request"),
         ('{"function_name": "f"}', "'function_code' is required"),
+        ('{"function_name": "f", "args": [' + "7" * 6000 + "]}", "Exceeds the limit (4300 digits)"),
+        ('{"function_name": "f", "args": ' + "[" * 5000 + "]" * 5000 + "}", "JSON nested too deeply"),
     ],
-    ids=["missing-file", "malformed-json", "invalid-request"],
+    ids=["missing-file", "malformed-json", "invalid-request", "6000-digit-integer", "nested-5000-deep"],
 )
 def test_unusable_input_exits_2_with_a_message(tmp_path: Path, content: str | None, message: str) -> None:
     """A missing file, malformed JSON or an invalid request exits 2 and says why on stderr."""
@@ -106,6 +108,24 @@ def test_unusable_input_exits_2_with_a_message(tmp_path: Path, content: str | No
     assert done.returncode == 2
     assert done.stdout == ""
     assert message in done.stderr
+
+
+@pytest.mark.parametrize("pretty", [False, True])
+def test_run_prints_valid_output_for_lone_surrogates(tmp_path: Path, pretty: bool) -> None:
+    """An undecodable file name in the result and the lines: valid JSON (or text), no traceback."""
+    from tests.test_server import SHOWN, SURROGATE
+
+    done = run_cli(
+        "run", *(["--pretty"] if pretty else []), _write(tmp_path, function_request(SURROGATE, "odd"))
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    if pretty:
+        assert "report-" in done.stdout
+    else:
+        response = json.loads(done.stdout)
+        assert response["json_result"] == SHOWN
+        assert len(response["trace_id"]) == 32
 
 
 def test_pretty_shows_stdout_result_and_span_tree(tmp_path: Path) -> None:
