@@ -27,33 +27,27 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import math
 import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from opentelemetry.util.types import AttributeValue
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from otel_flash import __version__
 from otel_flash.config import FlashConfig
-from otel_flash.exceptions import ConfigError, RequestError
+from otel_flash.exceptions import ConfigError
 from otel_flash.executor import RemoteExecutor
 from otel_flash.guard import RequestGuard
-from otel_flash.protocol import FunctionRequest, parse_request, unwrap_envelope
+from otel_flash.intake import HttpJob, read_job
 from otel_flash.serialization import json_bytes
 from otel_flash.streaming import NDJSON_MEDIA_TYPE, ExecutionStreams, StreamEvent, event_json
 
 _log = logging.getLogger("flash.server")
-_TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
-JOB_ID_ATTRIBUTE = "flash.job_id"
-REQUEST_ID_ATTRIBUTE = "flash.request_id"
 PING_PATH = "/ping"
 EXECUTE_PATH = "/execute"
 STREAM_PATH = "/execute/stream"
@@ -65,16 +59,6 @@ class FlashJSONResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return json_bytes(content)
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    """One validated HTTP request: what to run, how to answer, what to record on the root span."""
-
-    request: FunctionRequest
-    enveloped: bool
-    attributes: Mapping[str, AttributeValue]
-    trace_headers: Mapping[str, str]
 
 
 class _Worker:
@@ -207,47 +191,9 @@ class _Worker:
     def _failure_text(self) -> str:
         return f"{type(self._failure).__name__}: {self._failure}"
 
-    async def _job(self, request: Request, route: str) -> _Job:
+    async def _job(self, request: Request, route: str) -> HttpJob:
         self._check_serving()
-        body = await _read_body(request, self.max_body_bytes, self.config.body_timeout_s)
-        payload = _decode(body)
-        inner = unwrap_envelope(payload)
-        try:
-            parsed = parse_request(inner)
-        except RequestError as exc:
-            raise HTTPException(422, str(exc)) from exc
-        carrier = {name: request.headers[name] for name in _TRACE_HEADERS if name in request.headers}
-        attributes = server_span_attributes(request, route)
-        if inner is not payload and isinstance(payload.get("id"), str):
-            attributes[JOB_ID_ATTRIBUTE] = payload["id"]
-        if "x-request-id" in request.headers:
-            attributes[REQUEST_ID_ATTRIBUTE] = request.headers["x-request-id"]
-        return _Job(parsed, inner is not payload, attributes, carrier)
-
-
-def server_span_attributes(request: Request, route: str) -> dict[str, AttributeValue]:
-    """The OTel HTTP server attributes of ``flash.execute`` for ``request`` on ``route``.
-
-    The status code is 200: every execution is answered 200 (``success`` tells how it went).
-    """
-    url = request.url
-    attributes: dict[str, AttributeValue] = {
-        "http.request.method": request.method,
-        "http.route": route,
-        "http.response.status_code": 200,
-        "url.path": url.path,
-        "url.scheme": url.scheme,
-        "network.protocol.version": str(request.scope.get("http_version", "1.1")),
-    }
-    if url.hostname:
-        attributes["server.address"] = url.hostname
-    if url.port is not None:
-        attributes["server.port"] = url.port
-    if "user-agent" in request.headers:
-        attributes["user_agent.original"] = request.headers["user-agent"]
-    if request.client is not None:
-        attributes["client.address"] = request.client.host
-    return attributes
+        return await read_job(request, route, self.max_body_bytes, self.config.body_timeout_s)
 
 
 class _ConsoleHandler(logging.Handler):
@@ -359,39 +305,6 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     if not isinstance(exc, StarletteHTTPException):  # registered for this type only
         raise exc
     return FlashJSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
-
-
-async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"request body of {declared} bytes is over the limit of {limit} bytes")
-    body = bytearray()
-    try:
-        async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    raise HTTPException(413, f"request body is over the limit of {limit} bytes")
-    except TimeoutError as exc:
-        msg = f"request body not received within {timeout_s:g} s"
-        raise HTTPException(408, msg, headers={"Connection": "close"}) from exc
-    return bytes(body)
-
-
-def _decode(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, UTF-8 or a too long integer
-        raise HTTPException(400, f"malformed JSON: {_parse_error(exc)}") from exc
-    if not isinstance(payload, dict):
-        raise HTTPException(422, f"request must be a JSON object, got {type(payload).__name__}")
-    return payload
-
-
-def _parse_error(exc: ValueError | RecursionError) -> str:
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    return str(exc)
 
 
 async def _ndjson(events: AsyncGenerator[StreamEvent, None]) -> AsyncIterator[str]:

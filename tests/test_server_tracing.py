@@ -7,9 +7,6 @@ here as ``POST /execute`` / ``fastapi.*`` spans, because ``serve`` sets the glob
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,7 +15,7 @@ import pytest
 
 from tests.otlp_receivers import GrpcReceiver, ReceivedSpan
 from tests.requests import HELLO, function_request, stdout_lines
-from tests.test_cli import SCRIPT, _env, _wait_for_ping
+from tests.test_cli import _env, serve
 
 KEY = "serve-key-0123456789abcdef"
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -32,7 +29,6 @@ class Worker:
 
     url: str
     receiver: GrpcReceiver
-    process: subprocess.Popen[str]
 
     def execute(self, name: str, headers: dict[str, str] | None = None) -> httpx.Response:
         """POST /execute of HELLO with the worker's key and ``headers``."""
@@ -55,9 +51,6 @@ class Worker:
 @pytest.fixture(scope="module")
 def worker() -> Iterator[Worker]:
     """`otel-flash serve` on loopback with FLASH_API_KEY, exporting to a gRPC receiver."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     with GrpcReceiver() as receiver:
         env = {
             **_env(),
@@ -65,22 +58,10 @@ def worker() -> Iterator[Worker]:
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",
         }
-        process = subprocess.Popen(
-            [SCRIPT, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_for_ping(url, process)
-            yield Worker(url, receiver, process)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            out, err = process.communicate(timeout=60)
-        assert process.returncode == 0, err
-        assert KEY not in out + err
+        with serve(env) as served:
+            yield Worker(served.url, receiver)
+        assert served.process.returncode == 0, served.err
+        assert KEY not in served.out + served.err
         exported = [str(span.attributes) for span in receiver.received.spans()]
         exported += [str(log.body) for log in receiver.received.logs()]
         assert not [text for text in exported if KEY in text]
