@@ -205,7 +205,8 @@ def _serve(host: str, port: int, overrides: dict[str, Any]) -> int:
     try:
         import uvicorn
 
-        from otel_flash.server import create_app, uvicorn_options
+        from otel_flash.connection_limits import uvicorn_options
+        from otel_flash.server import create_app
     except ImportError as exc:
         print(
             f"otel-flash serve needs the server extra: pip install 'otel-flash[server]' ({exc})",

@@ -86,6 +86,9 @@ class FlashConfig:
             (``FLASH_MAX_CONNECTIONS``).
         keepalive_timeout_s: an idle keep-alive connection is closed after this long
             (``FLASH_KEEPALIVE_TIMEOUT_S``).
+        header_timeout_s: a connection that has not sent its next request's headers this
+            long after it opened or after the previous response is closed
+            (``FLASH_HEADER_TIMEOUT_S``).
         body_timeout_s: a request body not fully received this long after its headers
             gets 408 (``FLASH_BODY_TIMEOUT_S``).
     """
@@ -123,6 +126,7 @@ class FlashConfig:
     http_docs: bool = False
     max_connections: int = 64
     keepalive_timeout_s: float = 5.0
+    header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
@@ -167,7 +171,7 @@ class FlashConfig:
         if self.max_connections < 1:
             msg = f"max_connections must be at least 1, got {self.max_connections!r}"
             raise ConfigError(msg)
-        for name in ("keepalive_timeout_s", "body_timeout_s"):
+        for name in ("keepalive_timeout_s", "header_timeout_s", "body_timeout_s"):
             value = getattr(self, name)
             if not 0 < value < float("inf"):
                 msg = f"{name} must be a positive number of seconds, got {value!r}"
@@ -264,5 +268,6 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "http_docs": ("FLASH_HTTP_DOCS", parse_bool),
     "max_connections": ("FLASH_MAX_CONNECTIONS", int),
     "keepalive_timeout_s": ("FLASH_KEEPALIVE_TIMEOUT_S", float),
+    "header_timeout_s": ("FLASH_HEADER_TIMEOUT_S", float),
     "body_timeout_s": ("FLASH_BODY_TIMEOUT_S", float),
 }

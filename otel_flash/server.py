@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import math
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
@@ -281,15 +280,6 @@ def create_app(
         json_paths=frozenset({EXECUTE_PATH, STREAM_PATH}),
     )
     return app
-
-
-def uvicorn_options(config: FlashConfig) -> dict[str, Any]:
-    """uvicorn's connection limits for ``config`` (``otel-flash serve`` passes them to ``uvicorn.run``)."""
-    return {
-        "limit_concurrency": config.max_connections,
-        "timeout_keep_alive": math.ceil(config.keepalive_timeout_s),
-        "timeout_graceful_shutdown": 30,
-    }
 
 
 def _without_framework_telemetry() -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Iterator
@@ -9,9 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from otel_flash import ConfigError, FlashConfig, RemoteExecutor
 from otel_flash.cli import refuse_unauthenticated
+from otel_flash.connection_limits import header_deadline_protocol
 from otel_flash.guard import host_name, is_loopback_host
 from otel_flash.server import create_app
 from otel_flash.testing import TelemetryCapture
@@ -257,6 +261,36 @@ def test_connections_over_the_cap_get_503() -> None:
         while httpx.get(f"{url}/ping", timeout=30).status_code != 200:
             assert time.monotonic() < deadline, "the worker did not serve again"
             time.sleep(0.05)
+
+
+@pytest.mark.parametrize("base", [H11Protocol, HttpToolsProtocol], ids=["h11", "httptools"])
+@pytest.mark.parametrize(
+    "sent", [b"", b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n"], ids=["silent", "headers-never-finished"]
+)
+def test_a_connection_slow_to_send_its_headers_is_closed(sent: bytes, base: type[asyncio.Protocol]) -> None:
+    """A connection that sends nothing, or never finishes its headers, is closed after header_timeout_s.
+
+    Both of uvicorn's protocols (0.54 here) have the internals the deadline hooks.
+    """
+    config = FlashConfig(header_timeout_s=1)
+    protocol = header_deadline_protocol(config.header_timeout_s, base)
+    with serving(create_app(config=config), config, http=protocol) as url, _raw_connection(url) as sock:
+        sock.sendall(sent)
+        started = time.monotonic()
+        assert _read_all(sock) == b""  # closed without an answer
+    assert time.monotonic() - started < 25
+
+
+def test_the_header_deadline_spares_running_requests_and_kept_alive_ones(executor: RemoteExecutor) -> None:
+    """A request running past header_timeout_s is answered, and its connection serves the next request."""
+    code = "import time\ndef nap():\n    time.sleep(2.5)\n    return 'rested'\n"
+    config = FlashConfig(header_timeout_s=1, keepalive_timeout_s=30)
+    with serving(create_app(executor), config) as url, httpx.Client(base_url=url, timeout=60) as client:
+        first = client.post("/execute", json=function_request(code, "nap"))
+        second = client.post("/execute", json=function_request(HELLO, "hello", "kept"))
+        assert client.get("/ping").status_code == 200
+    assert first.json()["json_result"] == "rested"
+    assert second.json()["json_result"] == "Hello, kept!"
 
 
 def _read_all(sock: socket.socket) -> bytes:

@@ -23,7 +23,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from otel_flash import ConfigError, FlashConfig, RemoteExecutor
-from otel_flash.server import create_app, uvicorn_options
+from otel_flash.connection_limits import uvicorn_options
+from otel_flash.server import create_app
 from otel_flash.testing import TelemetryCapture
 from tests.requests import HELLO, function_request, stdout_lines
 
@@ -60,16 +61,18 @@ JSON_HEADERS = {"content-type": "application/json"}
 
 
 @contextmanager
-def serving(app: FastAPI, config: FlashConfig | None = None, *, ready: bool = True) -> Iterator[str]:
+def serving(
+    app: FastAPI, config: FlashConfig | None = None, *, ready: bool = True, **overrides: Any
+) -> Iterator[str]:
     """Run ``app`` on uvicorn in a thread on a free 127.0.0.1 port; yield its base URL.
 
-    uvicorn gets ``serve``'s limits from ``config``; with ``ready`` the URL is yielded
-    once ``/ping`` answers 200 (the worker initialised).
+    uvicorn gets ``serve``'s limits from ``config`` (``overrides`` replace some); with
+    ``ready`` the URL is yielded once ``/ping`` answers 200 (the worker initialised).
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    options = uvicorn_options(config or FlashConfig())
+    options = {**uvicorn_options(config or FlashConfig()), **overrides}
     settings = uvicorn.Config(app, log_config=None, lifespan="on", loop="asyncio", ws="none", **options)
     server = uvicorn.Server(settings)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
