@@ -426,7 +426,6 @@ def test_ping_is_204_while_initialising_and_execute_503(telemetry: TelemetryCapt
     assert early.json() == {"detail": "the worker is still initialising; retry once GET /ping answers 200"}
     assert early.headers["retry-after"] == "1"
     assert after.json()["json_result"] == "Hello, r!"
-    assert not [span for span in telemetry.spans() if span.name != "flash.execute" and span.parent is None]
 
 
 def test_a_failed_initialisation_is_503_on_ping_and_execute() -> None:
