@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import json
@@ -29,6 +30,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 JSON_MEDIA_TYPE = "application/json"
 
 
+@functools.lru_cache(maxsize=256)  # a worker sees few distinct names; parsing each costs microseconds
 def is_loopback_host(host: str) -> bool:
     """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``), brackets allowed."""
     name = host.strip().lower().removeprefix("[").removesuffix("]").rstrip(".")

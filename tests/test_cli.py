@@ -63,6 +63,7 @@ def test_help_explains_commands_and_exit_codes() -> None:
         option in run.stdout for option in ("REQUEST", "--pretty", "--stream", "1  the execution failed")
     )
     assert all(option in serve.stdout for option in ("--host", "--port", "/execute/stream", "/ping"))
+    assert all(option in serve.stdout for option in ("--api-key", "--allow-unauthenticated", "--docs"))
 
 
 def test_run_prints_the_response_and_exits_0(tmp_path: Path) -> None:
