@@ -147,11 +147,14 @@ class _Worker:
             self._console.remove()
 
     async def ping(self) -> Response:
-        """``GET /ping``: 204 while initialising, 200 once serving, 503 if initialisation failed."""
+        """``GET /ping``: 204 while initialising, 200 once serving, 503 if initialisation failed.
+
+        It is open without a key, so a failure shows only its error's type here.
+        """
         if self._ready.is_set():
             return FlashJSONResponse(self._health())
         if self._failure is not None:
-            return FlashJSONResponse({"status": "failed", "detail": self._failure_text()}, 503)
+            return FlashJSONResponse({"status": "failed", "error": type(self._failure).__name__}, 503)
         return Response(status_code=204)
 
     def _health(self) -> dict[str, Any]:
