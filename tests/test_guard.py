@@ -204,6 +204,21 @@ def test_serve_refuses_a_public_address_without_a_key() -> None:
     assert "--allow-unauthenticated" in result.stderr
 
 
+def test_serve_options_override_the_environment() -> None:
+    """`serve --api-key K1 --api-key K2 --docs --allow-unauthenticated` set those fields; absent ones don't."""
+    from otel_flash.cli import _serve_overrides, build_parser
+
+    given = build_parser().parse_args(
+        ["serve", "--api-key", KEY, "--api-key", OLD_KEY, "--docs", "--allow-unauthenticated"]
+    )
+    assert _serve_overrides(given) == {
+        "api_keys": (KEY, OLD_KEY),
+        "http_docs": True,
+        "allow_unauthenticated": True,
+    }
+    assert _serve_overrides(build_parser().parse_args(["serve"])) == {}
+
+
 def test_api_keys_come_from_the_environment_and_are_secrets() -> None:
     """FLASH_API_KEY holds comma-separated keys; each is a secret value; short keys are refused."""
     config = FlashConfig.from_env({"FLASH_API_KEY": f"{KEY}, {OLD_KEY}"})
