@@ -205,7 +205,7 @@ def test_serve_refuses_a_public_address_without_a_key() -> None:
 
 
 def test_serve_options_override_the_environment() -> None:
-    """`serve --api-key K1 --api-key K2 --docs --allow-unauthenticated` set those fields; absent ones don't."""
+    """`serve --api-key K1 --api-key K2 --docs --allow-unauthenticated` set those fields, and only those."""
     from otel_flash.cli import _serve_overrides, build_parser
 
     given = build_parser().parse_args(
