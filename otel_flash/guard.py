@@ -7,7 +7,9 @@
    reach the worker through DNS rebinding.
 2. ``Authorization`` (401 with ``WWW-Authenticate: Bearer``): with API keys set, every
    path but the open ones (``/ping``) needs ``Bearer <key>``; each key is compared in
-   constant time.
+   constant time. Without keys, a request that reached a non-loopback address is refused
+   (403) unless unauthenticated access was allowed: ``serve``'s start-up rule, kept for
+   apps embedded in a server of their own.
 3. ``Content-Type`` (415): a ``POST`` to an execution path runs only ``application/json``
    bodies, so a browser's no-preflight ``text/plain`` or form post is never executed.
 """
@@ -75,6 +77,8 @@ class RequestGuard:
     Args:
         app: the application behind the gate.
         api_keys: accepted bearer tokens; empty means no authentication.
+        allow_unauthenticated: without keys, serve requests that reached a non-loopback
+            address too (a gateway in front authenticates).
         open_paths: paths served without a key (health checks).
         json_paths: paths whose ``POST`` bodies must be ``application/json``.
     """
@@ -84,11 +88,13 @@ class RequestGuard:
         app: ASGIApp,
         *,
         api_keys: tuple[str, ...],
+        allow_unauthenticated: bool,
         open_paths: frozenset[str],
         json_paths: frozenset[str],
     ) -> None:
         self.app = app
         self._keys = tuple(key.encode() for key in api_keys)
+        self._allow_unauthenticated = allow_unauthenticated
         self._open_paths = open_paths
         self._json_paths = json_paths
 
@@ -104,13 +110,19 @@ class RequestGuard:
         headers = _headers(scope)
         return (
             _foreign_host(scope, headers)
-            or self._unauthorised(scope["path"], headers)
+            or self._unauthorised(scope, headers)
             or self._not_json(scope, headers)
         )
 
-    def _unauthorised(self, path: str, headers: dict[bytes, bytes]) -> Refusal | None:
-        if not self._keys or path in self._open_paths:
+    def _unauthorised(self, scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
+        if scope["path"] in self._open_paths:
             return None
+        if not self._keys:
+            if self._allow_unauthenticated or _on_loopback(scope):
+                return None
+            return Refusal(
+                403, "this worker is reachable beyond loopback without an API key: set FLASH_API_KEY"
+            )
         scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
         if scheme.lower() == b"bearer" and _known(token.strip(), self._keys):
             return None
@@ -145,9 +157,21 @@ def _known(token: bytes, keys: tuple[bytes, ...]) -> bool:
     return any(matches)
 
 
-def _foreign_host(scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
+def _address(scope: Scope) -> str | None:
+    """The address the request reached; None for a Unix socket."""
     server = scope.get("server")
-    if not server or server[1] is None or not is_loopback_host(str(server[0])):
+    return None if not server or server[1] is None else str(server[0])
+
+
+def _on_loopback(scope: Scope) -> bool:
+    """True when the request reached a loopback address (or a Unix socket: local too)."""
+    address = _address(scope)
+    return address is None or is_loopback_host(address)
+
+
+def _foreign_host(scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
+    address = _address(scope)
+    if address is None or not is_loopback_host(address):
         return None
     host = headers.get(b"host", b"").decode("latin-1")
     if is_loopback_host(host_name(host)):

@@ -279,6 +279,7 @@ def create_app(
     app.add_middleware(
         RequestGuard,
         api_keys=settings.api_keys,
+        allow_unauthenticated=settings.allow_unauthenticated,
         open_paths=frozenset({PING_PATH}),
         json_paths=frozenset({EXECUTE_PATH, STREAM_PATH}),
     )

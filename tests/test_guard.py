@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -178,6 +179,37 @@ def test_docs_are_off_unless_asked_for(path: str) -> None:
         assert httpx.get(f"{url}{path}").status_code == 404
     with serving(create_app(config=FlashConfig(http_docs=True))) as url:
         assert httpx.get(f"{url}{path}").status_code == 200
+
+
+def _scope(address: tuple[str, int | None], path: str = "/execute") -> dict[str, Any]:
+    """The ASGI scope uvicorn gives a JSON POST that reached ``address``."""
+    headers = [(b"host", b"worker.example"), (b"content-type", b"application/json")]
+    return {"type": "http", "method": "POST", "path": path, "server": address, "headers": headers}
+
+
+def test_an_embedded_app_refuses_public_requests_without_a_key() -> None:
+    """serve's start-up rule per request: no key and a non-loopback address is 403 unless allowed."""
+    from otel_flash.guard import RequestGuard
+
+    async def app(_scope: MutableMapping[str, Any], _receive: Any, _send: Any) -> None:
+        """The app behind the gate; refusal() decides without calling it."""
+
+    def guard(keys: tuple[str, ...] = (), allow: bool = False) -> RequestGuard:
+        return RequestGuard(
+            app,
+            api_keys=keys,
+            allow_unauthenticated=allow,
+            open_paths=frozenset({"/ping"}),
+            json_paths=frozenset({"/execute"}),
+        )
+
+    refused = guard().refusal(_scope(("10.1.2.3", 8000)))
+    assert refused is not None and refused.status == 403 and "FLASH_API_KEY" in refused.detail
+    assert guard().refusal(_scope(("10.1.2.3", 8000), "/ping")) is None
+    assert guard(allow=True).refusal(_scope(("10.1.2.3", 8000))) is None
+    assert guard().refusal(_scope(("/run/worker.sock", None))) is None  # a Unix socket is local
+    with_key = guard(keys=(KEY,)).refusal(_scope(("10.1.2.3", 8000)))
+    assert with_key is not None and with_key.status == 401
 
 
 def test_refusal_rule_for_unauthenticated_public_binds() -> None:
