@@ -176,4 +176,5 @@ def _foreign_host(scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
     host = headers.get(b"host", b"").decode("latin-1")
     if is_loopback_host(host_name(host)):
         return None
-    return Refusal(421, f"this worker listens on loopback and answers only loopback names, not Host {host!r}")
+    detail = f"this worker listens on loopback and answers only loopback names, not Host {host[:100]!r}"
+    return Refusal(421, detail)
