@@ -20,6 +20,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 
 from otel_flash import threads
 from otel_flash.bridge import LogBridge
@@ -106,15 +107,18 @@ class RemoteExecutor:
         request: RequestLike,
         *,
         on_line: LineSubscriber | None = None,
-        attributes: Mapping[str, str] | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> FunctionResponse:
         """Run ``request`` in the calling thread and return its response; never raises for bad input.
 
         ``on_line`` receives each captured line as it is emitted, from the emitting thread
         and under the log's lock: it must be quick and must not log or print.
         ``attributes`` (a job id, say) are set on the ``flash.execute`` span.
+        ``trace_headers`` are the W3C headers of the transport that brought the request
+        (``traceparent``...): the caller's trace when the request has no ``trace_context``.
         """
-        steps = self._run(request, on_line, attributes)
+        steps = self._run(request, on_line, attributes, trace_headers)
         step = _advance(steps, (None, None))
         while isinstance(step, _Call):
             step = _advance(steps, perform_sync(step))
@@ -125,17 +129,22 @@ class RemoteExecutor:
         request: RequestLike,
         *,
         on_line: LineSubscriber | None = None,
-        attributes: Mapping[str, str] | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> FunctionResponse:
         """Run ``request`` without blocking the event loop; sync user code runs in a worker thread.
 
-        ``on_line`` and ``attributes`` as for :meth:`execute_sync`.
+        ``on_line``, ``attributes`` and ``trace_headers`` as for :meth:`execute_sync`.
         """
-        steps = self._run(request, on_line, attributes)
+        steps = self._run(request, on_line, attributes, trace_headers)
         step = _advance(steps, (None, None))
         while isinstance(step, _Call):
             step = _advance(steps, await perform_async(step, self._pool))
         return step
+
+    def wait_ready(self, timeout_s: float = 60.0) -> bool:
+        """Wait until the executor can serve at once (process isolation: its zygote imported)."""
+        return self._isolation is None or self._isolation.zygote.wait_ready(timeout_s)
 
     def in_execution(self) -> bool:
         """True when called inside one of this executor's executions (its log is bound)."""
@@ -172,7 +181,8 @@ class RemoteExecutor:
         self,
         payload: RequestLike,
         on_line: LineSubscriber | None,
-        attributes: Mapping[str, str] | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> Generator[_Call, Any, FunctionResponse]:
         started = time.perf_counter_ns()
         cfg = self.config
@@ -188,7 +198,7 @@ class RemoteExecutor:
 
         token = otel_context.attach(bound(None))  # a bad trace_context warns into this log
         try:
-            parent = bound(extract_context(_carrier_of(payload)))
+            parent = bound(_caller_context(payload, trace_headers))
             if state.spans_observed:
                 root = self._tracer.start_span("flash.execute", parent, SpanKind.SERVER, attributes)
             else:
@@ -360,3 +370,11 @@ def _carrier_of(payload: RequestLike) -> Mapping[str, str] | None:
         return None
     carrier = unwrap_envelope(payload).get("trace_context")
     return carrier if isinstance(carrier, Mapping) else None
+
+
+def _caller_context(payload: RequestLike, headers: Mapping[str, str] | None) -> otel_context.Context | None:
+    """The caller's context: the request's ``trace_context``, else the transport's trace headers."""
+    carrier = _carrier_of(payload)
+    if carrier:
+        return extract_context(carrier)
+    return extract_context(headers, origin="traceparent header")

@@ -140,3 +140,27 @@ def test_worker_is_built_here_and_serves_on_its_published_port(compose: dict[str
     port = argv[argv.index("--port") + 1]
     assert argv[argv.index("--host") + 1] == "0.0.0.0"
     assert int(port) in _container_ports(worker)
+
+
+def test_worker_takes_its_api_key_from_the_environment(compose: dict[str, Any]) -> None:
+    """Compose passes FLASH_API_KEY through and refuses to start without it; no key is baked in."""
+    environment = compose["services"]["worker"]["environment"]
+    assert re.fullmatch(r"\$\{FLASH_API_KEY:\?.+\}", environment["FLASH_API_KEY"])
+    assert "FLASH_ALLOW_UNAUTHENTICATED" not in environment
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert "FLASH_API_KEY=" not in "".join(line for line in dockerfile.splitlines() if line.startswith("ENV"))
+    assert "--allow-unauthenticated" not in dockerfile.split("\nCMD ", 1)[1]
+
+
+def test_worker_port_is_published_on_loopback_only(compose: dict[str, Any]) -> None:
+    """The worker's published port binds the host's 127.0.0.1, not every interface."""
+    ports = [str(port) for port in compose["services"]["worker"]["ports"]]
+    assert ports and all(port.startswith("127.0.0.1:") for port in ports)
+
+
+def test_healthcheck_waits_for_200_from_ping() -> None:
+    """The HEALTHCHECK counts the worker healthy on /ping 200 only (204 means still initialising)."""
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    check = dockerfile.split("HEALTHCHECK", 1)[1].split("\nCMD ", 1)[0]
+    assert "/ping" in check and "status != 200" in check
+    assert "--start-period=" in check
