@@ -22,6 +22,7 @@ DEFAULT_SECRET_PATTERNS = (
 Installer = Literal["auto", "uv", "pip"]
 Isolation = Literal["thread", "process"]
 _LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
+MIN_API_KEY_LENGTH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,22 @@ class FlashConfig:
             (``FLASH_SHUTDOWN_GRACE_S``; see docs/worker.md).
         export: where spans, log records and metrics are sent (the standard
             ``OTEL_*`` exporter variables; see :class:`otel_flash.export.ExportSettings`).
+        api_keys: keys the HTTP worker accepts as ``Authorization: Bearer <key>``; none
+            means no authentication (``FLASH_API_KEY``, comma separated for rotation). Each
+            is at least 16 characters and is added to ``secret_values``.
+        allow_unauthenticated: let ``otel-flash serve`` listen on a non-loopback address
+            without ``api_keys`` (``FLASH_ALLOW_UNAUTHENTICATED``), for a gateway that
+            authenticates.
+        http_docs: serve ``/docs``, ``/redoc`` and ``/openapi.json`` (``FLASH_HTTP_DOCS``).
+        max_connections: concurrent HTTP connections and requests; beyond, 503
+            (``FLASH_MAX_CONNECTIONS``).
+        keepalive_timeout_s: an idle keep-alive connection is closed after this long
+            (``FLASH_KEEPALIVE_TIMEOUT_S``).
+        header_timeout_s: a connection that has not sent its next request's headers this
+            long after it opened or after the previous response is closed
+            (``FLASH_HEADER_TIMEOUT_S``).
+        body_timeout_s: a request body not fully received this long after its headers
+            gets 408 (``FLASH_BODY_TIMEOUT_S``).
     """
 
     log_level: LogLevel = "INFO"
@@ -108,7 +125,17 @@ class FlashConfig:
     installers_get_secrets: bool = False
     shutdown_grace_s: float = 25.0
 
+    # The HTTP worker (server.py, guard.py, cli.py serve)
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    allow_unauthenticated: bool = False
+    http_docs: bool = False
+    max_connections: int = 64
+    keepalive_timeout_s: float = 5.0
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+
     def __post_init__(self) -> None:
+        self._check_http()
         if self.isolation not in ("thread", "process"):
             msg = f"isolation must be 'thread' or 'process', got {self.isolation!r}"
             raise ConfigError(msg)
@@ -143,6 +170,22 @@ class FlashConfig:
         if self.install_timeout_s <= 0:
             msg = f"install_timeout_s must be positive, got {self.install_timeout_s!r}"
             raise ConfigError(msg)
+
+    def _check_http(self) -> None:
+        short = [key for key in self.api_keys if len(key) < MIN_API_KEY_LENGTH]
+        if short:
+            msg = f"an API key must be at least {MIN_API_KEY_LENGTH} characters ({len(short)} shorter)"
+            raise ConfigError(msg)
+        if self.max_connections < 1:
+            msg = f"max_connections must be at least 1, got {self.max_connections!r}"
+            raise ConfigError(msg)
+        for name in ("keepalive_timeout_s", "header_timeout_s", "body_timeout_s"):
+            value = getattr(self, name)
+            if not 0 < value < float("inf"):
+                msg = f"{name} must be a positive number of seconds, got {value!r}"
+                raise ConfigError(msg)
+        # Keys are secrets wherever otel_flash shows or exports text, however the config was built.
+        object.__setattr__(self, "secret_values", self.secret_values | frozenset(self.api_keys))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> FlashConfig:
@@ -229,4 +272,11 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "installer_command": ("FLASH_INSTALLER_COMMAND", _parse_argv),
     "max_request_bytes": ("FLASH_MAX_REQUEST_BYTES", int),
     "shutdown_grace_s": ("FLASH_SHUTDOWN_GRACE_S", float),
+    "api_keys": ("FLASH_API_KEY", _parse_names),
+    "allow_unauthenticated": ("FLASH_ALLOW_UNAUTHENTICATED", parse_bool),
+    "http_docs": ("FLASH_HTTP_DOCS", parse_bool),
+    "max_connections": ("FLASH_MAX_CONNECTIONS", int),
+    "keepalive_timeout_s": ("FLASH_KEEPALIVE_TIMEOUT_S", float),
+    "header_timeout_s": ("FLASH_HEADER_TIMEOUT_S", float),
+    "body_timeout_s": ("FLASH_BODY_TIMEOUT_S", float),
 }

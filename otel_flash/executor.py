@@ -20,6 +20,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 
 from otel_flash import interpreter, threads
 from otel_flash.bridge import LogBridge
@@ -118,7 +119,8 @@ class RemoteExecutor:
         request: RequestLike,
         *,
         on_line: LineSubscriber | None = None,
-        attributes: Mapping[str, str] | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> FunctionResponse:
         """Run ``request`` from the calling thread and return its response; never raises for bad input.
 
@@ -131,6 +133,8 @@ class RemoteExecutor:
         ``on_line`` receives each captured line as it is emitted, from the emitting thread
         and under the log's lock: it must be quick and must not log or print.
         ``attributes`` (a job id, say) are set on the ``flash.execute`` span.
+        ``trace_headers`` are the W3C headers of the transport that brought the request
+        (``traceparent``...): the caller's trace when the request has no ``trace_context``.
 
         Raises:
             WorkerSaturated: executions running plus abandoned threads fill ``max_workers``,
@@ -138,7 +142,7 @@ class RemoteExecutor:
         """
         self._calls.capacity.admit()
         try:
-            steps = self._run(request, on_line, attributes)
+            steps = self._run(request, on_line, attributes, trace_headers)
             step = _advance(steps, (None, None))
             while isinstance(step, _Call):
                 step = _advance(steps, self._calls.perform(step))
@@ -151,7 +155,8 @@ class RemoteExecutor:
         request: RequestLike,
         *,
         on_line: LineSubscriber | None = None,
-        attributes: Mapping[str, str] | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> FunctionResponse:
         """Run ``request`` without ever blocking the event loop; its response.
 
@@ -160,12 +165,14 @@ class RemoteExecutor:
         blocking step runs on the caller's loop. Cancelling the await leaves the
         execution running to its end. An execution still running when :meth:`drain`
         gives up on it is answered ``success: false`` with ``worker shutting down``.
-        ``on_line`` and ``attributes`` as for :meth:`execute_sync`.
+        ``on_line``, ``attributes`` and ``trace_headers`` as for :meth:`execute_sync`.
 
         Raises:
             WorkerSaturated: as for :meth:`execute_sync`.
         """
-        drive = functools.partial(self.execute_sync, request, on_line=on_line, attributes=attributes)
+        drive = functools.partial(
+            self.execute_sync, request, on_line=on_line, attributes=attributes, trace_headers=trace_headers
+        )
         try:
             return await self._calls.hand_off(drive)
         except WorkerShuttingDown as exc:  # still stuck in user code when the grace period ended
@@ -186,6 +193,10 @@ class RemoteExecutor:
         many executions were still running when the grace period ended.
         """
         return self._calls.drain(grace_s)
+
+    def wait_ready(self, timeout_s: float = 60.0) -> bool:
+        """Wait until the executor can serve at once (process isolation: its zygote imported)."""
+        return self._isolation is None or self._isolation.zygote.wait_ready(timeout_s)
 
     def in_execution(self) -> bool:
         """True when called inside one of this executor's executions (its log is bound)."""
@@ -223,7 +234,8 @@ class RemoteExecutor:
         self,
         payload: RequestLike,
         on_line: LineSubscriber | None,
-        attributes: Mapping[str, str] | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> Generator[_Call, Any, FunctionResponse]:
         started = time.perf_counter_ns()
         cfg = self.config
@@ -240,7 +252,7 @@ class RemoteExecutor:
 
         token = otel_context.attach(bound(None))  # a bad trace_context warns into this log
         try:
-            parent = bound(extract_context(_carrier_of(payload)))
+            parent = bound(_caller_context(payload, trace_headers))
             if state.spans_observed:
                 root = self._tracer.start_span("flash.execute", parent, SpanKind.SERVER, attributes)
             else:
@@ -429,3 +441,11 @@ def _carrier_of(payload: RequestLike) -> Mapping[str, str] | None:
         return None
     carrier = unwrap_envelope(payload).get("trace_context")
     return carrier if isinstance(carrier, Mapping) else None
+
+
+def _caller_context(payload: RequestLike, headers: Mapping[str, str] | None) -> otel_context.Context | None:
+    """The caller's context: the request's ``trace_context``, else the transport's trace headers."""
+    carrier = _carrier_of(payload)
+    if carrier:
+        return extract_context(carrier)
+    return extract_context(headers, origin="traceparent header")
