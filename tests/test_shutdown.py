@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from tests.requests import HELLO, function_request, stdout_lines
-from tests.test_cli import SCRIPT, _env, _wait_for_ping
+from tests.test_cli import _env, serve
 
 GRACE_S = 2
 LONG = """
@@ -36,25 +35,8 @@ async def f(marker):
 @pytest.fixture
 def served() -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """`otel-flash serve` with a 2 s shutdown grace period, on a free loopback port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**_env(), "FLASH_SHUTDOWN_GRACE_S": str(GRACE_S)}
-    process = subprocess.Popen(
-        [SCRIPT, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_ping(url, process)
-        yield url, process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=30)
+    with serve({**_env(), "FLASH_SHUTDOWN_GRACE_S": str(GRACE_S)}) as worker:
+        yield worker.url, worker.process
 
 
 def test_sigterm_answers_running_requests_and_exits_within_grace(
