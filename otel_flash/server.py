@@ -11,9 +11,10 @@ Routes:
 
 Status codes: 200 for every execution, successful or not (``success`` says
 which); 400 for a body that is not JSON; 413 for a body over the size limit;
-422 for JSON that is not a valid request. A W3C ``traceparent`` (with
-``tracestate`` and ``baggage``) header continues the caller's trace unless the
-request carries its own ``trace_context``.
+422 for JSON that is not a request at all (runpod-flash's own model refuses it
+too; a request it accepts but we cannot run gets 200 with ``success: false``). A
+W3C ``traceparent`` (with ``tracestate`` and ``baggage``) header continues the
+caller's trace unless the request carries its own ``trace_context``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from otel_flash import __version__
 from otel_flash.config import FlashConfig
 from otel_flash.exceptions import ConfigError, RequestError
 from otel_flash.executor import RemoteExecutor
-from otel_flash.protocol import FunctionRequest, parse_request, unwrap_envelope
+from otel_flash.protocol import FunctionRequest, parse_request, reference_accepts, unwrap_envelope
 from otel_flash.streaming import NDJSON_MEDIA_TYPE, ExecutionStreams, StreamEvent, event_json
 
 _log = logging.getLogger("flash.server")
@@ -49,7 +50,7 @@ REQUEST_ID_ATTRIBUTE = "flash.request_id"
 class _Job:
     """One validated HTTP request: what to run, how to answer, what to record on the root span."""
 
-    request: FunctionRequest
+    request: FunctionRequest | Mapping[str, Any]  # a mapping: model-valid, answered success false
     enveloped: bool
     attributes: Mapping[str, str]
 
@@ -130,21 +131,33 @@ class _Worker:
     async def _job(self, request: Request) -> _Job:
         payload = _decode(await _read_body(request, self.max_body_bytes))
         inner = unwrap_envelope(payload)
+        parsed: FunctionRequest | Mapping[str, Any]
         try:
             parsed = parse_request(inner)
         except RequestError as exc:
-            raise HTTPException(422, str(exc)) from exc
+            if not reference_accepts(inner):  # runpod-flash's model would refuse it too
+                raise HTTPException(422, str(exc)) from exc
+            parsed = inner  # the executor answers it 200, success false, with the reason
         carrier = {name: request.headers[name] for name in _TRACE_HEADERS if name in request.headers}
         # A server span the framework already opened from these headers (FastAPI's own OTel
         # tracing) is the better parent: flash.execute then nests under it.
-        if carrier and not parsed.trace_context and not _in_server_span(carrier):
-            parsed = parsed.model_copy(update={"trace_context": carrier})
+        own = parsed.trace_context if isinstance(parsed, FunctionRequest) else parsed.get("trace_context")
+        if carrier and not own and not _in_server_span(carrier):
+            parsed = _with_carrier(parsed, carrier)
         attributes: dict[str, str] = {}
         if inner is not payload and isinstance(payload.get("id"), str):
             attributes[JOB_ID_ATTRIBUTE] = payload["id"]
         if "x-request-id" in request.headers:
             attributes[REQUEST_ID_ATTRIBUTE] = request.headers["x-request-id"]
         return _Job(parsed, inner is not payload, attributes)
+
+
+def _with_carrier(
+    request: FunctionRequest | Mapping[str, Any], carrier: dict[str, str]
+) -> FunctionRequest | Mapping[str, Any]:
+    if isinstance(request, FunctionRequest):
+        return request.model_copy(update={"trace_context": carrier})
+    return {**request, "trace_context": carrier}
 
 
 def _in_server_span(carrier: dict[str, str]) -> bool:

@@ -43,7 +43,6 @@ def test_model_instance_passes_through() -> None:
     ("payload", "message"),
     [
         ({"function_code": "x = 1"}, "'function_name' is required for execution_type 'function'"),
-        ({"function_name": "f"}, "'function_code' is required for execution_type 'function'"),
         (
             {"execution_type": "class", "class_code": "x"},
             "'class_name' is required for execution_type 'class'",

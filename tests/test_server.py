@@ -173,10 +173,10 @@ def test_malformed_json_is_400_with_the_parse_error(client: httpx.Client) -> Non
 
 def test_invalid_request_is_422_naming_the_field(client: httpx.Client) -> None:
     """JSON that is not a valid request gets 422 with the request error's message."""
-    response = client.post("/execute/stream", json={"function_name": "f"})
+    response = client.post("/execute/stream", json={"function_code": "x = 1"})
     assert response.status_code == 422
     assert response.json() == {
-        "detail": "invalid request: 'function_code' is required for execution_type 'function'"
+        "detail": "invalid request: 'function_name' is required for execution_type 'function'"
     }
 
 
