@@ -93,7 +93,7 @@ def test_failed_execution_exits_1_with_the_response() -> None:
     [
         (None, "cannot read request"),
         ("{not json", "cannot read request"),
-        ('{"function_name": "f"}', "'function_code' is required"),
+        ('{"function_code": "x = 1"}', "'function_name' is required"),
     ],
     ids=["missing-file", "malformed-json", "invalid-request"],
 )
