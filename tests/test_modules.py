@@ -128,31 +128,35 @@ def test_concurrent_requests_never_run_each_others_version(
 ) -> None:
     """Different `shared` sources at once: a clear error in thread mode, each its own in process mode."""
     gate = tmp_path / "gate"
-    first: dict[str, Any] = {}
+    answers: dict[str, Any] = {}
 
-    def run_first() -> None:
-        modules = {"shared.py": "VERSION = 'first'\n"}
-        first["response"] = executor.execute_sync(_request(GATED_SHARED, "which", modules, str(gate)))
+    def run(version: str) -> None:
+        modules = {"shared.py": f"VERSION = {version!r}\n"}
+        answers[version] = executor.execute_sync(_request(GATED_SHARED, "which", modules, str(gate)))
 
-    worker = threading.Thread(target=run_first)
-    worker.start()
+    first = threading.Thread(target=run, args=("first",))
+    second = threading.Thread(target=run, args=("second",))
+    first.start()
     try:
-        _wait_for_import(executor, isolation)
-        second = executor.execute_sync(
-            _request(GATED_SHARED, "which", {"shared.py": "VERSION = 'second'\n"}, str(gate))
-        )
+        _wait_for_import(isolation)
+        second.start()
+        if isolation == "thread":  # refused at once, while the first holds `shared`
+            second.join(60)
     finally:
         gate.touch()
-        worker.join(60)
-    assert first["response"].json_result == "first"
+        first.join(60)
+        second.join(60)
+    assert answers["first"].json_result == "first"
     if isolation == "thread":
-        assert second.success is False
-        assert "'shared' is in use by a concurrent execution with other sources" in (second.error or "")
+        assert answers["second"].success is False
+        assert "'shared' is in use by a concurrent execution with other sources" in (
+            answers["second"].error or ""
+        )
     else:
-        assert second.json_result == "second"
+        assert answers["second"].json_result == "second"
 
 
-def _wait_for_import(executor: RemoteExecutor, isolation: Isolation) -> None:
+def _wait_for_import(isolation: Isolation) -> None:
     """Until the first execution holds `shared` (thread mode) or has forked its child (process mode)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
