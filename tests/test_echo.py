@@ -13,7 +13,7 @@ from otel_flash.echo import LineEcho, container_form, echo_wanted
 
 STAMP = "2026-11-28T11:15:25.123456789Z "
 stamps = st.sampled_from(["", "2026-11-28T11:15:25.123Z | INFO | ", "2026-01-02T03:04:05+02:00  "])
-texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 
 
 @given(stamps, texts)
