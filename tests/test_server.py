@@ -329,3 +329,14 @@ def test_max_body_bytes_must_be_positive() -> None:
 
     with pytest.raises(ConfigError, match="max_body_bytes must be at least 1"):
         create_app(config=FlashConfig(), max_body_bytes=0)
+
+
+@pytest.mark.parametrize("route", ["/execute", "/execute/stream"])
+def test_a_request_runpod_flash_accepts_is_answered_200(client: httpx.Client, route: str) -> None:
+    """A model-valid request we cannot run (deployed, no functions module) gets 200 and success false."""
+    response = client.post(route, json={"input": {"function_name": "f", "serialization_format": "json"}})
+    assert response.status_code == 200
+    last = json.loads(response.text.splitlines()[-1])
+    answer = last["output"] if route == "/execute" else last["response"]
+    assert answer["success"] is False
+    assert "'function_code' is required for execution_type 'function'" in answer["error"]
