@@ -48,7 +48,19 @@ def compute(x):
     return double(x)
 """
 HELPERS = "def double(x):\n    return 2 * x\n"
-DEPLOYED = "def greet(name):\n    print(f'greeting {name}')\n    return f'Hello, {name}!'\n"
+DEPLOYED = """
+def greet(name):
+    print(f"greeting {name}")
+    return f"Hello, {name}!"
+
+
+class Greeter:
+    def __init__(self, greeting):
+        self.greeting = greeting
+
+    def greet(self, name):
+        return f"{self.greeting}, {name}!"
+"""
 
 
 @pytest.fixture
@@ -125,6 +137,26 @@ def test_deployed_request_resolves_from_the_functions_module(deployed: str) -> N
         answer = plain.execute_sync(request.model_dump(exclude_none=True))
     assert answer.success is False
     assert "this worker has no FLASH_FUNCTIONS_MODULE" in (answer.error or "")
+
+
+def test_deployed_class_and_bad_names(deployed: str) -> None:
+    """A deployed class is built from the functions module; a name that is not an identifier is refused."""
+    greeter = FlashRequest(
+        execution_type="class",
+        class_name="Greeter",
+        method_name="greet",
+        constructor_args=serialize_args(("Hi",)),
+        args=serialize_args(("class",)),
+    )
+    sneaky = FlashRequest(function_name="greet; import os")
+    with RemoteExecutor(FlashConfig(functions_module=deployed)) as executor:
+        assert (
+            _decoded(executor.execute_sync(greeter.model_dump(exclude_none=True)).model_dump())
+            == "Hi, class!"
+        )
+        refused = executor.execute_sync(sneaky.model_dump(exclude_none=True))
+    assert refused.success is False
+    assert refused.error == "function_name 'greet; import os' is not a Python identifier"
 
 
 @pytest.mark.parametrize(
