@@ -283,7 +283,8 @@ class RemoteExecutor:
         return captured
 
     def _phases(self, payload: RequestLike, state: RunState) -> Generator[_Call, Any, dict[str, Any]]:
-        request = parse_request(payload)
+        request = with_deployed_code(parse_request(payload), self.config.functions_module)
+        validate_modules(request.modules, self.config.max_modules, self.config.max_modules_bytes)
         attributes = state.root_attributes
         attributes["flash.execution_type"] = request.execution_type
         if request.instance_id:
@@ -301,7 +302,6 @@ class RemoteExecutor:
         if request.dependencies:
             with self._phase("flash.dependencies.python", state):
                 yield _Call(self._dependencies.install_python, (request.dependencies,), where)
-        request = with_deployed_code(request, self.config.functions_module)
         limit = self._time_limit(request)
         files = yield from self._module_files(request, state)
         try:
@@ -316,12 +316,11 @@ class RemoteExecutor:
     def _module_files(
         self, request: FunctionRequest, state: RunState
     ) -> Generator[_Call, Any, ModuleFiles | None]:
-        """The request's ``modules`` validated, then written (None without any)."""
+        """The request's ``modules`` (validated already) written to a directory (None without any)."""
         if not request.modules:
             return None
         with self._phase(MODULES_PHASE, state) as span:
             span.set_attribute("flash.modules.count", len(request.modules))
-            validate_modules(request.modules, self.config.max_modules, self.config.max_modules_bytes)
             files: ModuleFiles = yield _Call(ModuleFiles, (request.modules,))
         return files
 

@@ -93,6 +93,15 @@ def test_a_bad_entry_is_named_before_anything_is_written(
     assert set(_module_dirs()) == before
 
 
+def test_a_bad_map_fails_before_any_install(executor: RemoteExecutor, telemetry: TelemetryCapture) -> None:
+    """Validation comes first: a request with a bad map and dependencies installs nothing."""
+    request = {**_request("def f():\n    return 1\n", "f", {"../x.py": ""}), "dependencies": ["six"]}
+    response = executor.execute_sync(request)
+    assert response.success is False and "modules: entry '../x.py'" in (response.error or "")
+    [root] = telemetry.span_tree()
+    assert root.children == []
+
+
 def _module_dirs() -> list[Path]:
     return list(Path(tempfile.gettempdir()).glob("flash-modules-*"))
 
