@@ -58,6 +58,11 @@ class LineEcho:
             stream.flush()
 
 
-def echo_wanted(config: FlashConfig, under_runpod: bool) -> bool:
-    """Whether ``FLASH_ECHO_LINES`` turns echoing on for this entry point (``auto``: under RunPod)."""
-    return config.echo_lines == "on" or (config.echo_lines == "auto" and under_runpod)
+def resolve_auto(config: FlashConfig, under_runpod: bool) -> FlashConfig:
+    """``config`` with ``echo_lines="auto"`` made ``on`` under RunPod, else ``off``.
+
+    An executor echoes when its config says ``on``; the entry point that builds it resolves ``auto``.
+    """
+    if config.echo_lines != "auto":
+        return config
+    return config.replace(echo_lines="on" if under_runpod else "off")

@@ -28,6 +28,7 @@ from otel_flash.calls import Outcome, perform_async, perform_sync
 from otel_flash.capture import CapturedLog, CaptureProcessor, ExecutionLog, LineSubscriber
 from otel_flash.config import FlashConfig
 from otel_flash.dependencies import DependencyInstaller
+from otel_flash.echo import LineEcho
 from otel_flash.faas import FAAS_COLDSTART, FAAS_TRIGGER, ColdStart
 from otel_flash.failures import describe_error, record_failure
 from otel_flash.instances import InstanceRegistry
@@ -84,6 +85,7 @@ class RemoteExecutor:
         self._targets = TargetLoader(CodeCache(), self._instances)
         self._imports = ModuleImports()
         self._coldstart = ColdStart()
+        self._echo = LineEcho() if self.config.echo_lines == "on" else None
         self._dependencies = DependencyInstaller(self.config)
         self._pool = ThreadPoolExecutor(self.config.max_workers, thread_name_prefix="flash-call")
         self._isolation = (
@@ -183,6 +185,8 @@ class RemoteExecutor:
         log = ExecutionLog(cfg.max_log_lines, cfg.max_log_bytes, cfg.max_line_bytes)
         if on_line is not None:
             log.subscribe(on_line)
+        if self._echo is not None:
+            log.subscribe(self._echo)
         logging_before = self._reclaim_process_state()
         workspace = Workspace(cfg.workspace_path)
         state = RunState(workspace=workspace, spans_observed=spans_observed(self._telemetry.tracer_provider))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from runpod_flash.core.resources.serverless import _normalize_stream_log_line
 
-from otel_flash import FlashConfig
-from otel_flash.echo import LineEcho, container_form, echo_wanted
+from otel_flash import FlashConfig, RemoteExecutor
+from otel_flash.echo import LineEcho, container_form, resolve_auto
+from tests.requests import HELLO, function_request
 
 STAMP = "2026-11-28T11:15:25.123456789Z "
 stamps = st.sampled_from(["", "2026-11-28T11:15:25.123Z | INFO | ", "2026-01-02T03:04:05+02:00  "])
@@ -35,7 +37,20 @@ def test_a_record_with_a_traceback_is_echoed_line_by_line() -> None:
 
 
 def test_auto_means_on_under_runpod_only() -> None:
-    """FLASH_ECHO_LINES: auto echoes under the RunPod handler, on everywhere, off nowhere."""
+    """FLASH_ECHO_LINES: auto resolves to on under the RunPod handlers and off elsewhere; on and off stay."""
     auto, on, off = (FlashConfig.from_env({"FLASH_ECHO_LINES": value}) for value in ("auto", "ON", "off"))
-    assert [echo_wanted(auto, True), echo_wanted(auto, False)] == [True, False]
-    assert [echo_wanted(on, False), echo_wanted(off, True)] == [True, False]
+    resolved = [
+        resolve_auto(auto, True),
+        resolve_auto(auto, False),
+        resolve_auto(on, False),
+        resolve_auto(off, True),
+    ]
+    assert [config.echo_lines for config in resolved] == ["on", "off", "on", "off"]
+
+
+def test_an_executor_set_on_echoes_every_line(capfd: pytest.CaptureFixture[str]) -> None:
+    """With echo_lines on, any entry point's executor writes each line to the real stdout as emitted."""
+    with RemoteExecutor(FlashConfig(echo_lines="on")) as executor:
+        response = executor.execute_sync(function_request(HELLO, "hello", "echo"))
+    assert response.success
+    assert capfd.readouterr().out.splitlines()[-2:] == ["| INFO | greeting echo", "Hello, echo!"]

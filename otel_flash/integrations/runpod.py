@@ -44,7 +44,7 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 from otel_flash.config import FlashConfig
-from otel_flash.echo import LineEcho, echo_wanted
+from otel_flash.echo import resolve_auto
 from otel_flash.executor import RemoteExecutor
 from otel_flash.faas import invocation_attributes, worker_init
 from otel_flash.streaming import ExecutionStreams, event_dict
@@ -56,12 +56,14 @@ JOB_ID_ATTRIBUTE = "flash.job_id"
 def process_executor() -> RemoteExecutor:
     """The worker process's executor, on SDK providers installed as the OTel global ones.
 
+    Its start-up is the ``flash.worker.init`` span; ``FLASH_ECHO_LINES=auto`` means on.
+
     The worker owns its process, so spans user code starts with the plain OTel API
     (``trace.get_tracer``) join the executions' traces. The providers are flushed and
     shut down when the process exits.
     """
     started = time.time_ns()
-    config = FlashConfig.from_env()
+    config = resolve_auto(FlashConfig.from_env(), under_runpod=True)
     telemetry = configure_telemetry(config)
     atexit.register(telemetry.shutdown)
     with worker_init(telemetry.tracer_provider, started):
@@ -100,9 +102,7 @@ class RunPodWorker:
         An input that is not a valid request gives a failed response, never an exception.
         """
         request: Any = job.get("input")
-        executor = self.executor
-        echo = LineEcho() if echo_wanted(executor.config, under_runpod=True) else None
-        response = await executor.execute(request, on_line=echo, attributes=_attributes(job))
+        response = await self.executor.execute(request, attributes=_attributes(job))
         await self._flush()
         return response.model_dump(mode="json")
 
