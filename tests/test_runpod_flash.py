@@ -293,3 +293,14 @@ def test_handler_round_trips_through_the_clients_queue_stub(
     stub = LiveServerlessStub(_LocalQueue(runpod_api))  # a stand-in resource
     response = asyncio.run(stub.ExecuteFunction(_prepared(compute, 8), sync=True))
     assert stub.handle_response(response) == 16
+
+
+@pytest.mark.parametrize("runpod_api", ["stream"], indirect=True)
+def test_stream_handler_output_is_what_the_client_cannot_decode(
+    compute: Callable[..., Any], runpod_api: str
+) -> None:
+    """With return_aggregate_stream the job output is a list: the stock client reports the call failed."""
+    stub = LiveServerlessStub(_LocalQueue(runpod_api))
+    response = asyncio.run(stub.ExecuteFunction(_prepared(compute, 8), sync=True))
+    assert response.success is False
+    assert "argument after ** must be a mapping, not list" in (response.error or "")
