@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +14,9 @@ from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.faas import worker_init
 from otel_flash.integrations.runpod import RunPodWorker
 from otel_flash.testing import TelemetryCapture
+from tests.otlp_receivers import HttpReceiver
 from tests.requests import HELLO, function_request
+from tests.test_runpod import WORKER_SCRIPT, _env
 
 
 @pytest.fixture
@@ -66,3 +72,39 @@ def test_worker_init_is_a_trace_of_its_own(telemetry: TelemetryCapture) -> None:
     [root] = telemetry.span_tree()
     assert root.shape() == ("flash.worker.init", (("zygote", ()),))
     assert root.span.parent is None and root.span.start_time == 1_000
+
+
+def test_the_runpod_worker_exports_its_start_up_and_a_cold_job(tmp_path: Path) -> None:
+    """Under runpod's job runner: a flash.worker.init trace, then a cold pubsub job with its id."""
+    script = tmp_path / "handler.py"
+    script.write_text(WORKER_SCRIPT)
+    job = json.dumps({"input": function_request(HELLO, "hello", "otlp")})
+    with HttpReceiver() as receiver:
+        env = {
+            **_env(),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        }
+        done = subprocess.run(
+            [sys.executable, str(script), "--test_input", job],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            cwd=tmp_path,
+            env=env,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert receiver.received.wait_for(
+            lambda r: {"flash.worker.init", "flash.execute"} <= set(r.span_names())
+        )
+    spans = {span.name: span for span in receiver.received.spans()}
+    init, root = spans["flash.worker.init"], spans["flash.execute"]
+    assert init.parent_span_id == "" and init.trace_id != root.trace_id
+    assert {
+        key: root.attributes[key] for key in ("faas.coldstart", "faas.trigger", "faas.invocation_id")
+    } == {
+        "faas.coldstart": True,
+        "faas.trigger": "pubsub",
+        "faas.invocation_id": "local_test",
+    }
