@@ -28,6 +28,7 @@ from otel_flash.delivery import DeliveryLedger
 from otel_flash.exceptions import ConfigError
 from otel_flash.exporters import build_pipeline
 from otel_flash.metrics import SpanMetricsProcessor
+from otel_flash.redaction import Redactor
 
 _P = TypeVar("_P")
 
@@ -135,7 +136,7 @@ def _build(
     """Build what is missing; exporters go only on what is built here."""
     given = tuple(provider for provider in (tracer, logger) if provider is not None)
     resource = build_resource(config)
-    pipeline = build_pipeline(config.export, console)
+    pipeline = build_pipeline(config.export, console, Redactor(config.secret_values))
     meter = None
     if pipeline.metric_reader is not None and tracer is None:
         meter = MeterProvider([pipeline.metric_reader], resource=resource, shutdown_on_exit=False)

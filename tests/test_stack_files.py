@@ -48,15 +48,36 @@ def test_every_pipeline_uses_declared_components(collector: dict[str, Any]) -> N
 
 
 def test_pipelines_route_traces_to_jaeger_and_logs_metrics_to_debug(collector: dict[str, Any]) -> None:
-    """Traces leave over OTLP, logs and metrics go to ``debug``; the removed ``logging`` is absent."""
+    """Traces leave over OTLP, logs and metrics go to ``debug/*`` exporters; ``logging`` is absent."""
     pipelines = collector["service"]["pipelines"]
     assert pipelines["traces"]["exporters"] == ["otlp/jaeger"]
-    assert pipelines["logs"]["exporters"] == ["debug"]
-    assert pipelines["metrics"]["exporters"] == ["debug"]
+    assert pipelines["logs"]["exporters"] == ["debug/logs"]
+    assert pipelines["metrics"]["exporters"] == ["debug/metrics"]
     assert "logging" not in collector["exporters"]
     for pipeline in pipelines.values():
         assert pipeline["processors"][0] == "memory_limiter"
         assert pipeline["processors"][-1] == "batch"
+
+
+def test_collector_output_shows_log_bodies_and_ids(collector: dict[str, Any]) -> None:
+    """The logs pipeline prints records in full (``detailed``: bodies and trace ids), not counts only."""
+    [exporter] = collector["service"]["pipelines"]["logs"]["exporters"]
+    assert exporter.split("/")[0] == "debug"
+    assert collector["exporters"][exporter]["verbosity"] == "detailed"
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/telemetry.md"])
+def test_docs_name_the_debug_exporters_as_configured(collector: dict[str, Any], doc: str) -> None:
+    """README and docs/telemetry.md name each debug exporter the config has, with its verbosity."""
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    debug = {
+        name: config["verbosity"]
+        for name, config in collector["exporters"].items()
+        if name.startswith("debug")
+    }
+    assert debug
+    for name, verbosity in debug.items():
+        assert re.search(rf"`{re.escape(name)}`[^.]*\b{verbosity}\b", text), (doc, name, verbosity)
 
 
 def test_otlp_receivers_listen_on_all_interfaces(collector: dict[str, Any]) -> None:
