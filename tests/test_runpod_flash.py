@@ -33,6 +33,7 @@ from runpod_flash.stubs.load_balancer_sls import LoadBalancerSlsStub
 
 from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.server import create_app
+from tests.test_caller_trace import LoopbackEndpoint
 from tests.test_runpod import WORKER_SCRIPT, _env, _job_result
 from tests.test_runpod import runpod_api as runpod_api  # a fixture, used by name
 from tests.test_server import serving
@@ -190,20 +191,11 @@ def test_http_worker_runs_the_load_balancer_stubs_requests(
         ) as executor,
         serving(create_app(executor)) as url,
     ):
-        stub = LoadBalancerSlsStub(_Endpoint(url))
+        stub = LoadBalancerSlsStub(LoopbackEndpoint("otel-flash", url))
         request = asyncio.run(stub._prepare_request(compute, None, None, True, 4))
         assert stub._handle_response(asyncio.run(stub._execute_function(request))) == 8
         bare = FlashRequest(function_name="greet", args=serialize_args(("lb",))).model_dump(exclude_none=True)
         assert stub._handle_response(asyncio.run(stub._execute_function(bare))) == "Hello, lb!"
-
-
-class _Endpoint:
-    """The two attributes LoadBalancerSlsStub reads from its resource."""
-
-    name = "otel-flash"
-
-    def __init__(self, url: str) -> None:
-        self.endpoint_url = url
 
 
 @pytest.fixture
