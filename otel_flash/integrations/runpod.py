@@ -7,8 +7,8 @@ Plain (the job's output is the ``FunctionResponse``)::
 
     runpod.serverless.start({"handler": handler})
 
-``handler`` is the one to use with runpod-flash's client. Under it each captured
-line is also written to the container's stdout as it is emitted
+``handler`` is the one to use with runpod-flash's client. Under both handlers each
+captured line is also written to the container's stdout as it is emitted
 (``FLASH_ECHO_LINES``, see :mod:`otel_flash.echo`), so the client's live log view
 shows it, and its de-duplication drops it from the final ``stdout``.
 
