@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,14 +80,15 @@ def compute(tmp_path: Path) -> Callable[..., Any]:
 
 
 @pytest.fixture
-def deployed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A module of deployed functions on sys.path (and PYTHONPATH); its name."""
+def deployed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A module of deployed functions on sys.path (and PYTHONPATH); its name. Forgotten afterwards."""
     folder = tmp_path / "deployed"
     folder.mkdir()
     (folder / "flash_deployed_functions.py").write_text(DEPLOYED)
     monkeypatch.syspath_prepend(str(folder))
     monkeypatch.setenv("PYTHONPATH", str(folder))
-    return "flash_deployed_functions"
+    yield "flash_deployed_functions"
+    sys.modules.pop("flash_deployed_functions", None)
 
 
 def _prepared(compute: Callable[..., Any], *args: Any) -> FlashRequest:
