@@ -57,6 +57,7 @@ from otel_flash.failures import describe_error
 from otel_flash.forwarders import TextForwarder
 from otel_flash.instances import InstanceRegistry
 from otel_flash.loader import CodeCache
+from otel_flash.modules import module_names, refuse_shadowing
 from otel_flash.protocol import parse_request
 from otel_flash.redaction import Redactor
 from otel_flash.serialization import encode_result
@@ -303,6 +304,11 @@ class _Child:
         if isinstance(workspace, str):
             os.chdir(workspace)  # safe here: nothing else runs in this process
             otel_context.attach(bind_workspace(Workspace(workspace)))
+        modules_path = message.get("modules_path")
+        if isinstance(modules_path, str):  # the request's modules: first on the path, for good
+            for name in module_names(modules_path):
+                refuse_shadowing(name)
+            sys.path.insert(0, modules_path)
         request = parse_request(message["request"])
         target = self._targets.load(request)  # function requests only: the worker refuses classes
         self._format = request.serialization_format

@@ -21,6 +21,7 @@ DEFAULT_SECRET_PATTERNS = (
 )
 Installer = Literal["auto", "uv", "pip"]
 Isolation = Literal["thread", "process"]
+EchoLines = Literal["auto", "on", "off"]
 _LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 MIN_API_KEY_LENGTH = 16
 
@@ -77,6 +78,13 @@ class FlashConfig:
             after SIGTERM/Ctrl-C before answering them ``success: false``, ``worker
             shutting down``; the process exits within about 2 s more
             (``FLASH_SHUTDOWN_GRACE_S``; see docs/worker.md).
+        max_modules: files a request's ``modules`` may bring (``FLASH_MAX_MODULES``).
+        max_modules_bytes: total UTF-8 size of a request's ``modules`` (``FLASH_MAX_MODULES_BYTES``).
+        functions_module: the module a request naming a function or class without its
+            code (runpod-flash's deployed mode) imports it from (``FLASH_FUNCTIONS_MODULE``).
+        echo_lines: also write each captured line to the process's real stdout as it is
+            emitted, so a container log shows it live: ``on``, ``off``, or ``auto`` (on under
+            the RunPod handlers, off elsewhere; see :mod:`otel_flash.echo`) (``FLASH_ECHO_LINES``).
         export: where spans, log records and metrics are sent (the standard
             ``OTEL_*`` exporter variables; see :class:`otel_flash.export.ExportSettings`).
         api_keys: keys the HTTP worker accepts as ``Authorization: Bearer <key>``; none
@@ -124,6 +132,10 @@ class FlashConfig:
     secret_values: frozenset[str] = field(default_factory=frozenset, repr=False)
     installers_get_secrets: bool = False
     shutdown_grace_s: float = 25.0
+    max_modules: int = 256
+    max_modules_bytes: int = 8 << 20
+    functions_module: str | None = None
+    echo_lines: EchoLines = "auto"
 
     # The HTTP worker (server.py, guard.py, cli.py serve)
     api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -136,6 +148,7 @@ class FlashConfig:
 
     def __post_init__(self) -> None:
         self._check_http()
+        self._check_runpod_parity()
         if self.isolation not in ("thread", "process"):
             msg = f"isolation must be 'thread' or 'process', got {self.isolation!r}"
             raise ConfigError(msg)
@@ -186,6 +199,19 @@ class FlashConfig:
                 raise ConfigError(msg)
         # Keys are secrets wherever otel_flash shows or exports text, however the config was built.
         object.__setattr__(self, "secret_values", self.secret_values | frozenset(self.api_keys))
+
+    def _check_runpod_parity(self) -> None:
+        for name in ("max_modules", "max_modules_bytes"):
+            if getattr(self, name) < 1:
+                msg = f"{name} must be at least 1, got {getattr(self, name)!r}"
+                raise ConfigError(msg)
+        module = self.functions_module
+        if module is not None and not all(part.isidentifier() for part in module.split(".")):
+            msg = f"functions_module must be a dotted module name, got {module!r}"
+            raise ConfigError(msg)
+        if self.echo_lines not in ("auto", "on", "off"):
+            msg = f"echo_lines must be 'auto', 'on' or 'off', got {self.echo_lines!r}"
+            raise ConfigError(msg)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> FlashConfig:
@@ -279,4 +305,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "keepalive_timeout_s": ("FLASH_KEEPALIVE_TIMEOUT_S", float),
     "header_timeout_s": ("FLASH_HEADER_TIMEOUT_S", float),
     "body_timeout_s": ("FLASH_BODY_TIMEOUT_S", float),
+    "max_modules": ("FLASH_MAX_MODULES", int),
+    "max_modules_bytes": ("FLASH_MAX_MODULES_BYTES", int),
+    "functions_module": ("FLASH_FUNCTIONS_MODULE", str),
+    "echo_lines": ("FLASH_ECHO_LINES", str.lower),
 }

@@ -29,12 +29,15 @@ from otel_flash.calls import CallRunner, Outcome
 from otel_flash.capture import CapturedLog, CaptureProcessor, ExecutionLog, LineSubscriber
 from otel_flash.config import FlashConfig
 from otel_flash.dependencies import DependencyInstaller
+from otel_flash.echo import LineEcho
 from otel_flash.exceptions import WorkerShuttingDown
+from otel_flash.faas import FAAS_COLDSTART, FAAS_TRIGGER, ColdStart
 from otel_flash.failures import describe_error, record_failure
 from otel_flash.instances import InstanceRegistry
 from otel_flash.interpreter import InterpreterState, Snapshot
 from otel_flash.isolation import ProcessIsolation
 from otel_flash.loader import CodeCache
+from otel_flash.modules import MODULES_PHASE, ModuleFiles, ModuleImports, validate_modules
 from otel_flash.observation import records_observed, spans_observed, unobserved_span
 from otel_flash.phases import Phase, RunState
 from otel_flash.propagation import extract_context, format_trace_id
@@ -43,7 +46,7 @@ from otel_flash.redaction import Redactor
 from otel_flash.render import LineRenderer, report_line
 from otel_flash.serialization import encode_result
 from otel_flash.stdio import LineSink, StdioRouting
-from otel_flash.targets import Target, TargetLoader
+from otel_flash.targets import Target, TargetLoader, with_deployed_code
 from otel_flash.telemetry import resolve_telemetry
 from otel_flash.workers import observe_abandoned_threads
 from otel_flash.workspace import Workspace, bind_workspace
@@ -85,6 +88,9 @@ class RemoteExecutor:
             threads.acquire()
         self._instances = InstanceRegistry(self.config.max_instances)
         self._targets = TargetLoader(CodeCache(), self._instances)
+        self._imports = ModuleImports()
+        self._coldstart = ColdStart()
+        self._echo = LineEcho() if self.config.echo_lines == "on" else None
         self._dependencies = DependencyInstaller(self.config)
         self._calls = CallRunner(self.config.max_workers)
         self._interpreter = InterpreterState()
@@ -242,6 +248,8 @@ class RemoteExecutor:
         log = ExecutionLog(cfg.max_log_lines, cfg.max_log_bytes, cfg.max_line_bytes)
         if on_line is not None:
             log.subscribe(on_line)
+        if self._echo is not None:
+            log.subscribe(self._echo)
         logging_before, interpreter_before = self._reclaim_process_state()
         restored: list[str] = []
         workspace = Workspace(cfg.workspace_path)
@@ -253,8 +261,11 @@ class RemoteExecutor:
         token = otel_context.attach(bound(None))  # a bad trace_context warns into this log
         try:
             parent = bound(_caller_context(payload, trace_headers))
+            coldstart = self._coldstart.take()
             if state.spans_observed:
-                root = self._tracer.start_span("flash.execute", parent, SpanKind.SERVER, attributes)
+                facts: dict[str, AttributeValue] = {FAAS_TRIGGER: "other", **(attributes or {})}
+                facts[FAAS_COLDSTART] = coldstart
+                root = self._tracer.start_span("flash.execute", parent, SpanKind.SERVER, facts)
             else:
                 root = unobserved_span(parent)
             root_token = otel_context.attach(trace.set_span_in_context(root, parent))
@@ -280,6 +291,7 @@ class RemoteExecutor:
             captured.kept,
             captured.omitted_lines,
             captured.omitted_bytes,
+            coldstart,
         )
         # fields are built here, not received: skip validating them again
         return FunctionResponse.model_construct(
@@ -356,7 +368,8 @@ class RemoteExecutor:
         return captured
 
     def _phases(self, payload: RequestLike, state: RunState) -> Generator[_Call, Any, dict[str, Any]]:
-        request = parse_request(payload)
+        request = with_deployed_code(parse_request(payload), self.config.functions_module)
+        validate_modules(request.modules, self.config.max_modules, self.config.max_modules_bytes)
         attributes = state.root_attributes
         attributes["flash.execution_type"] = request.execution_type
         if request.instance_id:
@@ -375,8 +388,32 @@ class RemoteExecutor:
             with self._phase("flash.dependencies.python", state):
                 yield _Call(self._dependencies.install_python, (request.dependencies,), where)
         limit = self._time_limit(request)
-        if self._isolation is not None:
-            return (yield from self._isolated_phases(self._isolation, request, state, limit))
+        files = yield from self._module_files(request, state)
+        try:
+            if self._isolation is not None:
+                return (yield from self._isolated_phases(self._isolation, request, state, limit, files))
+            with self._imports.active(files):
+                return (yield from self._local_phases(request, state, limit))
+        finally:
+            if files is not None:
+                files.close()
+
+    def _module_files(
+        self, request: FunctionRequest, state: RunState
+    ) -> Generator[_Call, Any, ModuleFiles | None]:
+        """The request's ``modules`` (validated already) written to a directory (None without any)."""
+        if not request.modules:
+            return None
+        with self._phase(MODULES_PHASE, state) as span:
+            span.set_attribute("flash.modules.count", len(request.modules))
+            files: ModuleFiles = yield _Call(ModuleFiles, (request.modules,))
+        return files
+
+    def _local_phases(
+        self, request: FunctionRequest, state: RunState, limit: float | None
+    ) -> Generator[_Call, Any, dict[str, Any]]:
+        """``isolation="thread"``: load, call and serialize in this process."""
+        attributes = state.root_attributes
         deadline = None if limit is None else time.monotonic() + limit
         with self._phase("flash.function.load", state):
             target: Target = yield _Call(self._targets.load, (request,), deadline=deadline, limit_s=limit)
@@ -392,10 +429,16 @@ class RemoteExecutor:
         return {"success": True, **encoded}
 
     def _isolated_phases(
-        self, isolation: ProcessIsolation, request: FunctionRequest, state: RunState, limit: float | None
+        self,
+        isolation: ProcessIsolation,
+        request: FunctionRequest,
+        state: RunState,
+        limit: float | None,
+        files: ModuleFiles | None,
     ) -> Generator[_Call, Any, dict[str, Any]]:
         """``isolation="process"``: load, call and serialize run in a child process (isolation.py)."""
-        session = isolation.session(request, limit, state.workspace)
+        modules_path = str(files.path) if files is not None else None
+        session = isolation.session(request, limit, state.workspace, modules_path)
         try:
             with self._phase("flash.function.load", state):
                 qualname = yield _Call(session.load)

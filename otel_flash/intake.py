@@ -2,7 +2,8 @@
 
 :func:`read_job` raises FastAPI's ``HTTPException`` with the status the worker answers:
 400 (not JSON, an integer too long, nesting too deep), 408 (body too slow), 413 (body too
-large), 422 (not a valid request).
+large), 422 (not a request at all: a request runpod-flash's own model accepts but that we
+cannot run is passed on as a mapping, for the executor to answer ``success: false``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from opentelemetry.semconv.attributes.user_agent_attributes import USER_AGENT_OR
 from opentelemetry.util.types import AttributeValue
 
 from otel_flash.exceptions import RequestError
-from otel_flash.protocol import FunctionRequest, parse_request, unwrap_envelope
+from otel_flash.faas import invocation_attributes
+from otel_flash.protocol import FunctionRequest, parse_request, reference_accepts, unwrap_envelope
 
 TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 JOB_ID_ATTRIBUTE = "flash.job_id"
@@ -38,7 +40,7 @@ REQUEST_ID_ATTRIBUTE = "flash.request_id"
 class HttpJob:
     """One validated HTTP request: what to run, how to answer, what to record on the root span."""
 
-    request: FunctionRequest
+    request: FunctionRequest | Mapping[str, Any]  # a mapping: model-valid, answered success false
     enveloped: bool
     attributes: Mapping[str, AttributeValue]
     trace_headers: Mapping[str, str]
@@ -48,16 +50,21 @@ async def read_job(request: Request, route: str, max_body_bytes: int, body_timeo
     """The validated job of ``request`` on ``route``; its body is read within both limits."""
     payload = _decode(await _read_body(request, max_body_bytes, body_timeout_s))
     inner = unwrap_envelope(payload)
+    parsed: FunctionRequest | Mapping[str, Any]
     try:
         parsed = parse_request(inner)
     except RequestError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        if not reference_accepts(inner):  # runpod-flash's model would refuse it too
+            raise HTTPException(422, str(exc)) from exc
+        parsed = inner  # the executor answers it 200, success false, with the reason
     carrier = {name: request.headers[name] for name in TRACE_HEADERS if name in request.headers}
     attributes = server_span_attributes(request, route)
     if inner is not payload and isinstance(payload.get("id"), str):
         attributes[JOB_ID_ATTRIBUTE] = payload["id"]
-    if "x-request-id" in request.headers:
-        attributes[REQUEST_ID_ATTRIBUTE] = request.headers["x-request-id"]
+    request_id = request.headers.get("x-request-id")
+    if request_id is not None:
+        attributes[REQUEST_ID_ATTRIBUTE] = request_id
+    attributes.update(invocation_attributes("http", request_id))
     return HttpJob(parsed, inner is not payload, attributes, carrier)
 
 

@@ -84,16 +84,23 @@ class ProcessIsolation:
         self.zygote.start()  # it imports while the worker gets ready
 
     def session(
-        self, request: FunctionRequest, limit_s: float | None, workspace: Workspace | None
+        self,
+        request: FunctionRequest,
+        limit_s: float | None,
+        workspace: Workspace | None,
+        modules_path: str | None = None,
     ) -> ProcessSession:
         """A session for one execution; no process is forked until :meth:`ProcessSession.load`.
+
+        ``modules_path`` is the directory holding the request's ``modules``: first on the
+        child's ``sys.path``.
 
         Raises:
             RequestError: the request asks for a class instance (not supported in this mode).
         """
         if request.execution_type == "class":
             raise RequestError(CLASS_REFUSAL)
-        return ProcessSession(self, request, limit_s, workspace)
+        return ProcessSession(self, request, limit_s, workspace, modules_path)
 
     def close(self) -> None:
         """Stop the zygote; children still running are killed with it."""
@@ -115,9 +122,11 @@ class ProcessSession:
         request: FunctionRequest,
         limit_s: float | None,
         workspace: Workspace | None,
+        modules_path: str | None = None,
     ) -> None:
         self._owner = owner
         self._request = request
+        self._modules_path = modules_path
         self._limit_s = limit_s
         self._workspace = workspace
         self._deadline: float | None = None
@@ -160,6 +169,7 @@ class ProcessSession:
                 "sys_path": list(sys.path),
                 "environ": dict(os.environ),
                 "workspace": workspace,
+                "modules_path": self._modules_path,
             }
         )
         return str(reply.get("qualname", self._request.function_name))

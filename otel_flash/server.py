@@ -16,8 +16,9 @@ Status codes: 200 for every execution, successful or not (``success`` says
 which); 400 for a body that is not JSON (or a number too long, nesting too deep);
 401 without a valid API key; 408 for a body not received within ``body_timeout_s``;
 413 for a body over the size limit; 415 for a body that is not ``application/json``;
-421 for a foreign ``Host`` on a loopback bind; 422 for JSON that is not a valid
-request; 503 while the worker initialises or is over its connection cap (see
+421 for a foreign ``Host`` on a loopback bind; 422 for JSON that is not a request at
+all (runpod-flash's own model refuses it too; a request it accepts but we cannot run
+gets 200 with ``success: false``); 503 while the worker initialises or is over its connection cap (see
 :mod:`otel_flash.guard` and docs/worker.md), and (JSON ``detail``) when the executor
 refuses to start an execution (:class:`WorkerSaturated`: executions running plus
 abandoned threads fill ``max_workers``, or the worker is shutting down).
@@ -40,12 +41,14 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from opentelemetry import trace
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from otel_flash import __version__
 from otel_flash.config import FlashConfig
 from otel_flash.exceptions import ConfigError, WorkerSaturated
 from otel_flash.executor import RemoteExecutor
+from otel_flash.faas import worker_init
 from otel_flash.guard import RequestGuard
 from otel_flash.intake import HttpJob, read_job
 from otel_flash.serialization import json_bytes
@@ -126,9 +129,11 @@ class _Worker:
         self._became_ready()
 
     def _start_executor(self) -> RemoteExecutor:
-        executor = self._make_executor(self.config)
-        if not executor.wait_ready():
-            _log.warning("the executor is not warm yet; the first request waits for it")
+        # serve installs its providers globally before the app starts: start-up is traced there
+        with worker_init(trace.get_tracer_provider()):
+            executor = self._make_executor(self.config)
+            if not executor.wait_ready():
+                _log.warning("the executor is not warm yet; the first request waits for it")
         return executor
 
     def _became_ready(self) -> None:

@@ -97,7 +97,7 @@ def test_failed_execution_exits_1_with_the_response() -> None:
     [
         (None, "cannot read request"),
         ("{not json", "cannot read request"),
-        ('{"function_name": "f"}', "'function_code' is required"),
+        ('{"function_code": "x = 1"}', "'function_name' is required"),
         ('{"function_name": "f", "args": [' + "7" * 6000 + "]}", "Exceeds the limit (4300 digits)"),
         ('{"function_name": "f", "args": ' + "[" * 5000 + "]" * 5000 + "}", "JSON nested too deeply"),
     ],

@@ -186,10 +186,10 @@ def test_malformed_json_is_400_with_the_parse_error(client: httpx.Client) -> Non
 
 def test_invalid_request_is_422_naming_the_field(client: httpx.Client) -> None:
     """JSON that is not a valid request gets 422 with the request error's message."""
-    response = client.post("/execute/stream", json={"function_name": "f"})
+    response = client.post("/execute/stream", json={"function_code": "x = 1"})
     assert response.status_code == 422
     assert response.json() == {
-        "detail": "invalid request: 'function_code' is required for execution_type 'function'"
+        "detail": "invalid request: 'function_name' is required for execution_type 'function'"
     }
 
 
@@ -492,3 +492,14 @@ def test_malformed_traceparent_header_warns_naming_the_header(
         for line in stdout_lines(body["stdout"])
     )
     assert {format(span.context.trace_id, "032x") for span in telemetry.spans()} == {body["trace_id"]}
+
+
+@pytest.mark.parametrize("route", ["/execute", "/execute/stream"])
+def test_a_request_runpod_flash_accepts_is_answered_200(client: httpx.Client, route: str) -> None:
+    """A model-valid request we cannot run (deployed, no functions module) gets 200 and success false."""
+    response = client.post(route, json={"input": {"function_name": "f", "serialization_format": "json"}})
+    assert response.status_code == 200
+    last = json.loads(response.text.splitlines()[-1])
+    answer = last["output"] if route == "/execute" else last["response"]
+    assert answer["success"] is False
+    assert "'function_code' is required for execution_type 'function'" in answer["error"]

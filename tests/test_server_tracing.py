@@ -77,6 +77,7 @@ def test_flash_execute_is_the_one_server_span_under_the_callers_span(worker: Wor
     assert servers[0].parent_span_id == CALLER_SPAN
     assert servers[0].attributes["http.route"] == "/execute"
     assert servers[0].attributes["http.response.status_code"] == 200
+    assert servers[0].attributes["faas.trigger"] == "http"
     assert all(span.name.startswith("flash.") for span in spans), [span.name for span in spans]
 
 
@@ -86,8 +87,17 @@ def test_health_checks_make_no_traces(worker: Worker) -> None:
         assert httpx.get(f"{worker.url}/ping", timeout=30).status_code == 200
     after = worker.execute("after-pings").json()["trace_id"]
     worker.trace(after)  # exported after the pings: anything they made would have arrived by now
-    executions = {span.trace_id for span in worker.receiver.received.spans() if span.name == "flash.execute"}
-    assert {span.trace_id for span in worker.receiver.received.spans()} == executions
+    spans = worker.receiver.received.spans()
+    executions = {span.trace_id for span in spans if span.name == "flash.execute"}
+    others = [span.name for span in spans if span.trace_id not in executions]
+    assert others == ["flash.worker.init"]  # start-up is a trace of its own; pings made none
+
+
+def test_the_request_id_is_the_invocation_id(worker: Worker) -> None:
+    """An X-Request-Id header becomes flash.execute's faas.invocation_id."""
+    trace_id = worker.execute("with-id", {"x-request-id": "req-42"}).json()["trace_id"]
+    [root] = [span for span in worker.trace(trace_id) if span.name == "flash.execute"]
+    assert (root.attributes["faas.invocation_id"], root.attributes["faas.trigger"]) == ("req-42", "http")
 
 
 def test_malformed_traceparent_header_gives_one_trace_and_names_the_header(worker: Worker) -> None:
