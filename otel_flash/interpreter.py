@@ -16,23 +16,17 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 _log = logging.getLogger("flash.executor")
 InExecution = Callable[[], bool]
 
 
-class Snapshot(NamedTuple):
-    """What an execution may change, as it was when the execution started.
-
-    A named tuple, not a dataclass: one is made per execution, and this is cheaper.
-    """
-
-    record_factory: Callable[..., logging.LogRecord]
-    disable_level: int
-    print_function: Callable[..., None]
-    loggers: int  # loggers existing then: the first ones of the manager's (insertion-ordered) dict
-    flag_changes: int
+# What an execution may change, as it was when it started: the log record factory, the
+# ``logging.disable`` level, ``builtins.print``, how many loggers existed (the first ones of
+# the manager's insertion-ordered dict) and the count of ``disabled`` flag changes. A plain
+# tuple: one is made per execution, and it is the cheapest to make.
+Snapshot = tuple[Callable[..., logging.LogRecord], int, Callable[..., None], int, int]
 
 
 class InterpreterState:
@@ -54,28 +48,25 @@ class InterpreterState:
         if changes != self._seen:  # flags changed since last read (the host, a past execution)
             with self._lock:
                 self._disabled, self._seen = _disabled_loggers(), changes
-        return Snapshot(
-            logging.getLogRecordFactory(),
-            logging.root.manager.disable,
-            builtins.print,
-            len(logging.root.manager.loggerDict),
-            changes,
-        )
+        manager = logging.root.manager
+        factory = logging.getLogRecordFactory()
+        return (factory, manager.disable, builtins.print, len(manager.loggerDict), changes)
 
     def restore(self, before: Snapshot) -> list[str]:
         """Undo what the execution changed since ``before``; a sentence per thing restored."""
+        factory, level, printer, loggers, changes = before
         restored: list[str] = []
-        if logging.getLogRecordFactory() is not before.record_factory:
-            logging.setLogRecordFactory(before.record_factory)
+        if logging.getLogRecordFactory() is not factory:
+            logging.setLogRecordFactory(factory)
             restored.append("user code replaced the log record factory; otel_flash restored it")
-        if logging.root.manager.disable != before.disable_level:
-            logging.disable(before.disable_level)
+        if logging.root.manager.disable != level:
+            logging.disable(level)
             restored.append("user code called logging.disable; otel_flash restored the level")
-        if builtins.print is not before.print_function:
-            builtins.print = before.print_function
+        if builtins.print is not printer:
+            builtins.print = printer
             restored.append("user code replaced builtins.print; otel_flash restored it")
-        if _flag_changes != before.flag_changes:
-            names = self._reenable(before.loggers)
+        if _flag_changes != changes:
+            names = self._reenable(loggers)
             if names:
                 restored.append(
                     f"user code disabled the loggers {', '.join(names)}; otel_flash re-enabled them"
