@@ -17,8 +17,8 @@ from typing import Any
 
 from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.config import Installer
+from otel_flash.runtime.workspace import Workspace, bind_workspace
 from otel_flash.testing import capture_telemetry
-from otel_flash.workspace import Workspace, bind_workspace
 
 REPEATS = 3
 INSTALLERS: tuple[Installer, ...] = ("uv", "pip")

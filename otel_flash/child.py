@@ -53,15 +53,16 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from otel_flash import threads
 from otel_flash.bridge import LogBridge
 from otel_flash.exceptions import IsolationError
-from otel_flash.failures import describe_error
 from otel_flash.forwarders import TextForwarder
-from otel_flash.instances import InstanceRegistry
-from otel_flash.loader import CodeCache
-from otel_flash.modules import module_names, refuse_shadowing
 from otel_flash.protocol import parse_request
 from otel_flash.redaction import Redactor
-from otel_flash.serialization import encode_result
-from otel_flash.targets import TargetLoader
+from otel_flash.runtime.failures import describe_error
+from otel_flash.runtime.instances import InstanceRegistry
+from otel_flash.runtime.modules import module_names, refuse_shadowing
+from otel_flash.runtime.serialization import encode_result
+from otel_flash.runtime.source import CodeCache
+from otel_flash.runtime.targets import TargetLoader
+from otel_flash.runtime.workspace import Workspace, bind_workspace
 from otel_flash.wire import (
     Message,
     cut_strings,
@@ -71,7 +72,6 @@ from otel_flash.wire import (
     recv_frame,
     span_message,
 )
-from otel_flash.workspace import Workspace, bind_workspace
 
 _FAILED = 70  # EX_SOFTWARE: the child could not set itself up
 _PROPAGATOR = TraceContextTextMapPropagator()

@@ -22,7 +22,7 @@ from otel_flash.exceptions import ConfigError, RequestError
 from otel_flash.executor import RemoteExecutor
 from otel_flash.guard import is_loopback_host
 from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
-from otel_flash.serialization import decode_value, json_bytes, valid_unicode
+from otel_flash.runtime.serialization import decode_value, json_bytes, valid_unicode
 from otel_flash.telemetry import build_providers, configure_telemetry
 from otel_flash.tree import build_span_tree, format_span_tree
 

@@ -44,9 +44,9 @@ from otel_flash.exceptions import ExecutionTimeout, FlashError, IsolationError, 
 from otel_flash.protocol import FunctionRequest
 from otel_flash.redaction import Redactor
 from otel_flash.relay import Relay
+from otel_flash.runtime.workspace import Workspace
 from otel_flash.stdio import LineSink
 from otel_flash.wire import FrameReader, Message, frame_limit, send_frame
-from otel_flash.workspace import Workspace
 from otel_flash.zygote import Zygote
 
 _DRAIN_S = 2.0  # after the child ended: a program it started may still hold the pipes

@@ -11,10 +11,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 
-from otel_flash.failures import record_failure
-from otel_flash.instances import Instance
 from otel_flash.redaction import Redactor
-from otel_flash.workspace import Workspace
+from otel_flash.runtime.failures import record_failure
+from otel_flash.runtime.instances import Instance
+from otel_flash.runtime.workspace import Workspace
 
 
 @dataclass(slots=True)

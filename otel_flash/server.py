@@ -51,7 +51,7 @@ from otel_flash.executor import RemoteExecutor
 from otel_flash.faas import worker_init
 from otel_flash.guard import RequestGuard
 from otel_flash.intake import HttpJob, read_job
-from otel_flash.serialization import json_bytes
+from otel_flash.runtime.serialization import json_bytes
 from otel_flash.streaming import NDJSON_MEDIA_TYPE, ExecutionStreams, StreamEvent, event_json
 
 _log = logging.getLogger("flash.server")

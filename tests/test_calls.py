@@ -15,9 +15,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from otel_flash import FlashConfig, RemoteExecutor, WorkerSaturated
 from otel_flash.integrations.runpod import RunPodWorker
+from otel_flash.runtime.workers import Capacity, observe_abandoned_threads
 from otel_flash.server import create_app
 from otel_flash.testing import TelemetryCapture
-from otel_flash.workers import Capacity, observe_abandoned_threads
 from tests.requests import HELLO, function_request
 from tests.test_server import serving
 

@@ -15,7 +15,7 @@ import pytest
 from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.config import Isolation
 from otel_flash.exceptions import RequestError
-from otel_flash.modules import validate_modules
+from otel_flash.runtime.modules import validate_modules
 from otel_flash.testing import TelemetryCapture
 from tests.requests import function_request
 

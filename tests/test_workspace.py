@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from otel_flash import FlashConfig, RemoteExecutor, current_workspace
+from otel_flash.runtime.workspace import Workspace
 from otel_flash.testing import TelemetryCapture
-from otel_flash.workspace import Workspace
 from tests.requests import function_request
 
 WRITER = """

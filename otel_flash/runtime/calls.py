@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from otel_flash.exceptions import ExecutionTimeout, WorkerShuttingDown
-from otel_flash.workers import Capacity, ThreadTicket, WorkerPool
+from otel_flash.runtime.workers import Capacity, ThreadTicket, WorkerPool
 
 Outcome = tuple[Any, BaseException | None]
 T = TypeVar("T")

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from otel_flash.exceptions import LoadError, RequestError
-from otel_flash.instances import Instance, InstanceRegistry
-from otel_flash.loader import CodeCache, load_namespace, resolve, resolve_method
 from otel_flash.protocol import FunctionRequest
-from otel_flash.serialization import decode_arguments
+from otel_flash.runtime.instances import Instance, InstanceRegistry
+from otel_flash.runtime.serialization import decode_arguments
+from otel_flash.runtime.source import CodeCache, load_namespace, resolve, resolve_method
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from otel_flash.exceptions import FlashError, RemoteError
-from otel_flash.loader import is_user_filename
+from otel_flash.runtime.source import is_user_filename
 
 Redact = Callable[[str], str]
 _TRACEBACK_HEAD = "Traceback (most recent call last):\n"
