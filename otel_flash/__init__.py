@@ -16,7 +16,7 @@ from otel_flash.exceptions import (
 from otel_flash.executor import RemoteExecutor
 from otel_flash.export import ExportSettings
 from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
-from otel_flash.runtime.workspace import current_workspace
+from otel_flash.runtime import current_workspace
 from otel_flash.telemetry import Telemetry, configure_telemetry
 
 __all__ = [

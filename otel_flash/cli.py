@@ -20,9 +20,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_flash.config import FlashConfig
 from otel_flash.exceptions import ConfigError, RequestError
 from otel_flash.executor import RemoteExecutor
-from otel_flash.guard import is_loopback_host
+from otel_flash.http import is_loopback_host
 from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
-from otel_flash.runtime.serialization import decode_value, json_bytes, valid_unicode
+from otel_flash.runtime import decode_value, json_bytes, valid_unicode
 from otel_flash.telemetry import build_providers, configure_telemetry
 from otel_flash.tree import build_span_tree, format_span_tree
 
@@ -209,7 +209,7 @@ def _serve(host: str, port: int, overrides: dict[str, Any]) -> int:
     try:
         import uvicorn
 
-        from otel_flash.connection_limits import uvicorn_options
+        from otel_flash.http.limits import uvicorn_options
         from otel_flash.server import create_app, drain
     except ImportError as exc:
         print(

@@ -25,7 +25,7 @@ from opentelemetry.context import Context
 from otel_flash.exceptions import LoadError, SerializationError
 from otel_flash.propagation import inject_context
 from otel_flash.protocol import FunctionRequest, FunctionResponse
-from otel_flash.runtime.serialization import decode_value, encode_value
+from otel_flash.runtime import decode_value, encode_value
 
 
 def function_request(

@@ -84,7 +84,7 @@ class FlashConfig:
             code (runpod-flash's deployed mode) imports it from (``FLASH_FUNCTIONS_MODULE``).
         echo_lines: also write each captured line to the process's real stdout as it is
             emitted, so a container log shows it live: ``on``, ``off``, or ``auto`` (on under
-            the RunPod handlers, off elsewhere; see :mod:`otel_flash.echo`) (``FLASH_ECHO_LINES``).
+            the RunPod handlers, off elsewhere; see :mod:`otel_flash.capture.echo`) (``FLASH_ECHO_LINES``).
         export: where spans, log records and metrics are sent (the standard
             ``OTEL_*`` exporter variables; see :class:`otel_flash.export.ExportSettings`).
         api_keys: keys the HTTP worker accepts as ``Authorization: Bearer <key>``; none

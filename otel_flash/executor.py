@@ -23,11 +23,20 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from otel_flash import threads
-from otel_flash.bridge import LogBridge
-from otel_flash.capture import CapturedLog, CaptureProcessor, ExecutionLog, LineSubscriber
+from otel_flash.capture import (
+    CapturedLog,
+    CaptureProcessor,
+    ExecutionLog,
+    LineEcho,
+    LineRenderer,
+    LineSink,
+    LineSubscriber,
+    LogBridge,
+    StdioRouting,
+    report_line,
+)
 from otel_flash.config import FlashConfig
 from otel_flash.dependencies import DependencyInstaller
-from otel_flash.echo import LineEcho
 from otel_flash.exceptions import WorkerShuttingDown
 from otel_flash.faas import FAAS_COLDSTART, FAAS_TRIGGER, ColdStart
 from otel_flash.isolation import ProcessIsolation
@@ -36,20 +45,29 @@ from otel_flash.phases import Phase, RunState
 from otel_flash.propagation import extract_context, format_trace_id
 from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request, unwrap_envelope
 from otel_flash.redaction import Redactor
-from otel_flash.render import LineRenderer, report_line
-from otel_flash.runtime import interpreter
-from otel_flash.runtime.calls import Call as _Call
-from otel_flash.runtime.calls import CallRunner, Outcome
-from otel_flash.runtime.failures import describe_error, record_failure
-from otel_flash.runtime.instances import InstanceRegistry
-from otel_flash.runtime.interpreter import InterpreterState, Snapshot
-from otel_flash.runtime.modules import MODULES_PHASE, ModuleFiles, ModuleImports, validate_modules
-from otel_flash.runtime.serialization import encode_result
-from otel_flash.runtime.source import CodeCache
-from otel_flash.runtime.targets import Target, TargetLoader, with_deployed_code
-from otel_flash.runtime.workers import observe_abandoned_threads
-from otel_flash.runtime.workspace import Workspace, bind_workspace
-from otel_flash.stdio import LineSink, StdioRouting
+from otel_flash.runtime import (
+    MODULES_PHASE,
+    CallRunner,
+    CodeCache,
+    InstanceRegistry,
+    InterpreterState,
+    ModuleFiles,
+    ModuleImports,
+    Outcome,
+    Snapshot,
+    Target,
+    TargetLoader,
+    Workspace,
+    bind_workspace,
+    describe_error,
+    encode_result,
+    interpreter,
+    observe_abandoned_threads,
+    record_failure,
+    validate_modules,
+    with_deployed_code,
+)
+from otel_flash.runtime import Call as _Call
 from otel_flash.telemetry import resolve_telemetry
 
 _log = logging.getLogger("flash.executor")

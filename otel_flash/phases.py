@@ -12,9 +12,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 
 from otel_flash.redaction import Redactor
-from otel_flash.runtime.failures import record_failure
-from otel_flash.runtime.instances import Instance
-from otel_flash.runtime.workspace import Workspace
+from otel_flash.runtime import Instance, Workspace, record_failure
 
 
 @dataclass(slots=True)

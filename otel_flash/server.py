@@ -19,7 +19,7 @@ which); 400 for a body that is not JSON (or a number too long, nesting too deep)
 421 for a foreign ``Host`` on a loopback bind; 422 for JSON that is not a request at
 all (runpod-flash's own model refuses it too; a request it accepts but we cannot run
 gets 200 with ``success: false``); 503 while the worker initialises or is over its connection cap (see
-:mod:`otel_flash.guard` and docs/worker.md), and (JSON ``detail``) when the executor
+:mod:`otel_flash.http.guard` and docs/worker.md), and (JSON ``detail``) when the executor
 refuses to start an execution (:class:`WorkerSaturated`: executions running plus
 abandoned threads fill ``max_workers``, or the worker is shutting down).
 
@@ -49,9 +49,8 @@ from otel_flash.config import FlashConfig
 from otel_flash.exceptions import ConfigError, WorkerSaturated
 from otel_flash.executor import RemoteExecutor
 from otel_flash.faas import worker_init
-from otel_flash.guard import RequestGuard
-from otel_flash.intake import HttpJob, read_job
-from otel_flash.runtime.serialization import json_bytes
+from otel_flash.http import HttpJob, RequestGuard, read_job
+from otel_flash.runtime import json_bytes
 from otel_flash.streaming import NDJSON_MEDIA_TYPE, ExecutionStreams, StreamEvent, event_json
 
 _log = logging.getLogger("flash.server")
@@ -249,7 +248,7 @@ def create_app(
     shutdown_timeout_s: float = 30.0,
     make_executor: ExecutorFactory = RemoteExecutor,
 ) -> FastAPI:
-    """The worker app, behind its :class:`~otel_flash.guard.RequestGuard`.
+    """The worker app, behind its :class:`~otel_flash.http.guard.RequestGuard`.
 
     Args:
         executor: run requests on this executor; the app serves at once, flushes it at

@@ -25,7 +25,7 @@ from opentelemetry.util.types import AttributeValue
 from otel_flash._internal import internal_logger
 from otel_flash.executor import RemoteExecutor, RequestLike
 from otel_flash.protocol import FunctionResponse
-from otel_flash.runtime.serialization import json_bytes
+from otel_flash.runtime import json_bytes
 
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from otel_flash.buffer import BoundedLines
+from otel_flash.capture.buffer import BoundedLines
 
 
 def _fill(buffer: BoundedLines, count: int, size: int = 10) -> None:

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from otel_flash import FlashConfig, RemoteExecutor
-from otel_flash.capture import CaptureProcessor
+from otel_flash.capture.processor import CaptureProcessor
+from otel_flash.capture.render import format_timestamp
 from otel_flash.config import Isolation
-from otel_flash.render import format_timestamp
 from otel_flash.testing import TelemetryCapture
 from tests.requests import function_request, stdout_lines
 

@@ -24,18 +24,18 @@ from opentelemetry._logs import SeverityNumber
 from packaging.requirements import Requirement
 
 from otel_flash import DependencyError, FlashConfig, RemoteExecutor
-from otel_flash import dependencies as dependencies_module
-from otel_flash.dependencies import DependencyInstaller
-from otel_flash.installer_output import OutputLevels
-from otel_flash.installers import (
+from otel_flash.dependencies import installer as dependencies_module
+from otel_flash.dependencies.commands import (
     PythonInstaller,
     apt_install_argv,
     apt_unavailable_reason,
     apt_update_argv,
     choose_python_installer,
 )
+from otel_flash.dependencies.installer import DependencyInstaller
+from otel_flash.dependencies.output import OutputLevels
+from otel_flash.dependencies.requirements import check_system_packages, parse_requirements, unsatisfied
 from otel_flash.redaction import redact_urls
-from otel_flash.requirements import check_system_packages, parse_requirements, unsatisfied
 from otel_flash.testing import TelemetryCapture
 from tests.requests import function_request, stdout_lines
 from tests.wheels import build_hanging_sdist, build_wheel

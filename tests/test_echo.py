@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from runpod_flash.core.resources.serverless import _normalize_stream_log_line
 
 from otel_flash import FlashConfig, RemoteExecutor
-from otel_flash.echo import LineEcho, container_form, resolve_auto
+from otel_flash.capture.echo import LineEcho, container_form, resolve_auto
 from tests.requests import HELLO, function_request
 
 STAMP = "2026-11-28T11:15:25.123456789Z "

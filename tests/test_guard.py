@@ -16,8 +16,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from otel_flash import ConfigError, FlashConfig, RemoteExecutor
 from otel_flash.cli import refuse_unauthenticated
-from otel_flash.connection_limits import header_deadline_protocol
-from otel_flash.guard import host_name, is_loopback_host
+from otel_flash.http.guard import host_name, is_loopback_host
+from otel_flash.http.limits import header_deadline_protocol
 from otel_flash.server import create_app
 from otel_flash.testing import TelemetryCapture
 from tests.requests import HELLO, function_request
@@ -189,7 +189,7 @@ def _scope(address: tuple[str, int | None], path: str = "/execute") -> dict[str,
 
 def test_an_embedded_app_refuses_public_requests_without_a_key() -> None:
     """serve's start-up rule per request: no key and a non-loopback address is 403 unless allowed."""
-    from otel_flash.guard import RequestGuard
+    from otel_flash.http.guard import RequestGuard
 
     async def app(_scope: MutableMapping[str, Any], _receive: Any, _send: Any) -> None:
         """The app behind the gate; refusal() decides without calling it."""

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from otel_flash import FlashConfig, FunctionResponse, RemoteExecutor
-from otel_flash.isolation import CLASS_REFUSAL
+from otel_flash.isolation.session import CLASS_REFUSAL
 from otel_flash.testing import TelemetryCapture
 from tests.requests import function_request, stdout_lines
 

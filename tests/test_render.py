@@ -7,7 +7,7 @@ from opentelemetry.sdk._logs import ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_flash.render import LineRenderer, cut_line, format_timestamp, omitted_marker, report_line
+from otel_flash.capture.render import LineRenderer, cut_line, format_timestamp, omitted_marker, report_line
 
 NS = 1_795_000_000_123_456_789  # 2026-11-18T11:06:40.123Z
 

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from otel_flash import ConfigError, FlashConfig, RemoteExecutor
-from otel_flash.connection_limits import uvicorn_options
+from otel_flash.http.limits import uvicorn_options
 from otel_flash.server import create_app
 from otel_flash.testing import TelemetryCapture
 from tests.requests import HELLO, function_request, stdout_lines

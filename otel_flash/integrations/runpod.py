@@ -9,7 +9,7 @@ Plain (the job's output is the ``FunctionResponse``)::
 
 ``handler`` is the one to use with runpod-flash's client. Under both handlers each
 captured line is also written to the container's stdout as it is emitted
-(``FLASH_ECHO_LINES``, see :mod:`otel_flash.echo`), so the client's live log view
+(``FLASH_ECHO_LINES``, see :mod:`otel_flash.capture.echo`), so the client's live log view
 shows it, and its de-duplication drops it from the final ``stdout``.
 
 Streaming (yields ``{"type": "log", "line": ...}`` per captured line as it is
@@ -43,8 +43,8 @@ import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
+from otel_flash.capture import resolve_auto
 from otel_flash.config import FlashConfig
-from otel_flash.echo import resolve_auto
 from otel_flash.exceptions import WorkerSaturated
 from otel_flash.executor import RemoteExecutor
 from otel_flash.faas import invocation_attributes, worker_init

@@ -23,8 +23,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from otel_flash.capture import utf8_size
 from otel_flash.exceptions import LoadError, RequestError
-from otel_flash.render import utf8_size
 
 MODULES_PHASE = "flash.modules.setup"
 

@@ -1,6 +1,6 @@
 """``isolation="process"``: each execution's load, call and serialization in a fresh process.
 
-The worker keeps one zygote (:mod:`otel_flash.child`) that imported everything once
+The worker keeps one zygote (:mod:`otel_flash.isolation.child`) that imported everything once
 and forks a clean child per execution: far cheaper than starting Python, and no
 execution ever sees what an earlier one left behind. A :class:`ProcessSession`
 drives one child through the executor's phases. While it waits for an answer it
@@ -9,7 +9,7 @@ context, everything the child sends:
 
 * log records, re-emitted into the worker's LoggerProvider with the child's trace
   and span ids, so the capture processor puts them in the response and the
-  exporters see them (:class:`~otel_flash.relay.Relay`);
+  exporters see them (:class:`~otel_flash.isolation.relay.Relay`);
 * finished spans, handed to the worker's span processors;
 * bytes written to the child's file descriptors 1 and 2 (C extensions, programs the
   function starts), line by line, as captured stdout/stderr lines.
@@ -38,16 +38,15 @@ from opentelemetry import trace
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from otel_flash.capture import ExecutionLog
+from otel_flash.capture import ExecutionLog, LineSink
 from otel_flash.config import FlashConfig
 from otel_flash.exceptions import ExecutionTimeout, FlashError, IsolationError, RemoteError, RequestError
+from otel_flash.isolation.relay import Relay
+from otel_flash.isolation.wire import FrameReader, Message, frame_limit, send_frame
+from otel_flash.isolation.zygote import ZygoteHandle
 from otel_flash.protocol import FunctionRequest
 from otel_flash.redaction import Redactor
-from otel_flash.relay import Relay
-from otel_flash.runtime.workspace import Workspace
-from otel_flash.stdio import LineSink
-from otel_flash.wire import FrameReader, Message, frame_limit, send_frame
-from otel_flash.zygote import Zygote
+from otel_flash.runtime import Workspace
 
 _DRAIN_S = 2.0  # after the child ended: a program it started may still hold the pipes
 _STATUS_WAIT_S = 5.0
@@ -72,7 +71,7 @@ class ProcessIsolation:
         self.relay = Relay(tracer_provider, logger_provider, redact)
         self.current_log = current_log
         self.lines = lines
-        self.zygote = Zygote(
+        self.zygote = ZygoteHandle(
             {
                 "log_level": config.log_level,
                 "capture_stdio": config.capture_stdio,

@@ -17,8 +17,8 @@ from typing import Any, Literal, TextIO
 
 from opentelemetry._logs import Logger, LogRecord, SeverityNumber
 
-from otel_flash.capture import ExecutionLog
-from otel_flash.render import IOSTREAM_ATTRIBUTE
+from otel_flash.capture.processor import ExecutionLog
+from otel_flash.capture.render import IOSTREAM_ATTRIBUTE
 
 StreamName = Literal["stdout", "stderr"]
 _SEVERITY: dict[str, tuple[SeverityNumber, str]] = {

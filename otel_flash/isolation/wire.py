@@ -7,7 +7,7 @@ could run in the worker. Every frame is bounded (:func:`frame_limit`, a few time
 the worker refuses a larger frame from its header alone. Finished spans and log records
 are flattened here into plain objects (:func:`span_message`, :func:`log_message`) and spans rebuilt on the
 worker's side (:func:`decode_span`); log records are re-emitted by
-:mod:`otel_flash.isolation`.
+:mod:`otel_flash.isolation.session`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Installing a request's dependencies: system packages with apt, then Python packages.
 
-Every entry is validated before any process starts (:mod:`otel_flash.requirements`).
+Every entry is validated before any process starts (:mod:`otel_flash.dependencies.requirements`).
 What is already installed at a matching version is skipped without starting a
-process. Installers run as argv lists (:mod:`otel_flash.installers`), their
-output streamed line by line into the execution's log (:mod:`otel_flash.installer_output`),
+process. Installers run as argv lists (:mod:`otel_flash.dependencies.commands`), their
+output streamed line by line into the execution's log (:mod:`otel_flash.dependencies.output`),
 under a time limit that kills their whole process group. One lock per target
 environment keeps two requests from running installers into it at once.
 """
@@ -25,9 +25,7 @@ from opentelemetry import trace
 from packaging.requirements import Requirement
 
 from otel_flash.config import FlashConfig, is_secret_name
-from otel_flash.exceptions import DependencyError
-from otel_flash.installer_output import ProcessOutcome, run_streamed
-from otel_flash.installers import (
+from otel_flash.dependencies.commands import (
     APT_ENVIRONMENT,
     PythonInstaller,
     apt_install_argv,
@@ -35,8 +33,10 @@ from otel_flash.installers import (
     apt_update_argv,
     choose_python_installer,
 )
+from otel_flash.dependencies.output import ProcessOutcome, run_streamed
+from otel_flash.dependencies.requirements import check_system_packages, parse_requirements, unsatisfied
+from otel_flash.exceptions import DependencyError
 from otel_flash.redaction import redact_all
-from otel_flash.requirements import check_system_packages, parse_requirements, unsatisfied
 
 _log = logging.getLogger("flash.dependencies")
 _DPKG_STATUS = "/var/lib/dpkg/status"

@@ -17,8 +17,15 @@ from opentelemetry.context import Context, create_key, get_value, set_value
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 
 from otel_flash._internal import internal_logger
-from otel_flash.buffer import BoundedLines
-from otel_flash.render import cut_line, is_stream_record, mark_cut, omitted_marker, truncate, utf8_size
+from otel_flash.capture.buffer import BoundedLines
+from otel_flash.capture.render import (
+    cut_line,
+    is_stream_record,
+    mark_cut,
+    omitted_marker,
+    truncate,
+    utf8_size,
+)
 
 LineSubscriber = Callable[[str], None]
 

@@ -1,6 +1,6 @@
 """``sys.stdout`` / ``sys.stderr`` of a function process: writes travel to the worker as lines.
 
-A :class:`TextForwarder` stands in for each stream in the child (:mod:`otel_flash.child`)
+A :class:`TextForwarder` stands in for each stream in the child (:mod:`otel_flash.isolation.child`)
 and behaves like the worker's own in-process capture: ``encoding``, ``errors``,
 ``name``, ``mode``, ``line_buffering``, ``isatty()``, ``fileno()``, ``reconfigure()``,
 and a ``buffer`` (:class:`BinaryForwarder`) whose bytes are decoded and sent the same

@@ -1,4 +1,4 @@
-"""The worker's end of the zygote (:mod:`otel_flash.child`): forks on request, learns how children end."""
+"""The worker's handle on the zygote (:mod:`otel_flash.isolation.child`): forks, learns how children end."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import sys
 import threading
 
 from otel_flash.exceptions import IsolationError
-from otel_flash.wire import Message
+from otel_flash.isolation.wire import Message
 
 _START_TIMEOUT_S = 60.0  # the zygote imports the SDK once: slow on a loaded machine
 _WAIT_S = 5.0
 
 
-class Zygote:
+class ZygoteHandle:
     """The worker's end of the zygote: asks for forks, learns how the children ended.
 
     A reader thread takes every message the zygote sends; the zygote is (re)started
@@ -52,7 +52,7 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:
             process = subprocess.Popen(
-                [sys.executable, "-m", "otel_flash.child", str(theirs.fileno()), self._settings],
+                [sys.executable, "-m", "otel_flash.isolation.child", str(theirs.fileno()), self._settings],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a terminal's Ctrl-C is the worker's to handle

@@ -13,8 +13,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, SpanContext, TraceFlags
 
 from otel_flash._internal import internal_logger
+from otel_flash.isolation.wire import Message, attribute_values, decode_span
 from otel_flash.redaction import Redactor
-from otel_flash.wire import Message, attribute_values, decode_span
 
 
 class Relay:

@@ -1,13 +1,13 @@
 """The function processes of ``isolation="process"``: a zygote, and the child it forks per execution.
 
-``python -m otel_flash.child FD SETTINGS`` starts the zygote on the SEQPACKET socket
-``FD`` shared with the worker (:mod:`otel_flash.isolation`), with the executor's
+``python -m otel_flash.isolation.child FD SETTINGS`` starts the zygote on the SEQPACKET socket
+``FD`` shared with the worker (:mod:`otel_flash.isolation.session`), with the executor's
 settings as JSON. It imports everything an execution needs once (this module's
 imports) and sets up what every child needs (providers, logging bridge, stream
 forwarders: :class:`_Child`), then forks on request. A child
 receives its control socket and the write ends of its stdout/stderr pipes with the
 request (``SCM_RIGHTS``), leads a new session (so the worker can kill its whole
-process group), serves exactly one execution over :mod:`otel_flash.wire` frames,
+process group), serves exactly one execution over :mod:`otel_flash.isolation.wire` frames,
 and is killed by the worker when it has answered::
 
     worker                              child
@@ -51,19 +51,10 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from otel_flash import threads
-from otel_flash.bridge import LogBridge
+from otel_flash.capture import LogBridge
 from otel_flash.exceptions import IsolationError
-from otel_flash.forwarders import TextForwarder
-from otel_flash.protocol import parse_request
-from otel_flash.redaction import Redactor
-from otel_flash.runtime.failures import describe_error
-from otel_flash.runtime.instances import InstanceRegistry
-from otel_flash.runtime.modules import module_names, refuse_shadowing
-from otel_flash.runtime.serialization import encode_result
-from otel_flash.runtime.source import CodeCache
-from otel_flash.runtime.targets import TargetLoader
-from otel_flash.runtime.workspace import Workspace, bind_workspace
-from otel_flash.wire import (
+from otel_flash.isolation.forwarders import TextForwarder
+from otel_flash.isolation.wire import (
     Message,
     cut_strings,
     encode_bounded,
@@ -71,6 +62,19 @@ from otel_flash.wire import (
     log_message,
     recv_frame,
     span_message,
+)
+from otel_flash.protocol import parse_request
+from otel_flash.redaction import Redactor
+from otel_flash.runtime import (
+    CodeCache,
+    InstanceRegistry,
+    TargetLoader,
+    Workspace,
+    bind_workspace,
+    describe_error,
+    encode_result,
+    module_names,
+    refuse_shadowing,
 )
 
 _FAILED = 70  # EX_SOFTWARE: the child could not set itself up
