@@ -17,13 +17,19 @@ from typing import Literal
 from opentelemetry import trace
 from opentelemetry.context import Context
 
-FAAS_COLDSTART = "faas.coldstart"
-"""bool: true on the first execution of a worker (of one executor)."""
-FAAS_INVOCATION_ID = "faas.invocation_id"
-"""str: the RunPod job id, or the HTTP request id."""
-FAAS_TRIGGER = "faas.trigger"
-"""str: what started the execution, one of :data:`Trigger`."""
-WORKER_INIT_SPAN = "flash.worker.init"
+from otel_flash.semconv import FAAS_COLDSTART, FAAS_INVOCATION_ID, FAAS_TRIGGER, WORKER_INIT_SPAN
+
+__all__ = [
+    "FAAS_COLDSTART",
+    "FAAS_INVOCATION_ID",
+    "FAAS_TRIGGER",
+    "WORKER_INIT_SPAN",
+    "ColdStart",
+    "Trigger",
+    "invocation_attributes",
+    "worker_init",
+]
+
 Trigger = Literal["datasource", "http", "pubsub", "timer", "other"]
 
 

@@ -37,6 +37,12 @@ from otel_flash.dependencies.output import ProcessOutcome, run_streamed
 from otel_flash.dependencies.requirements import check_system_packages, parse_requirements, unsatisfied
 from otel_flash.exceptions import DependencyError
 from otel_flash.redaction import redact_all
+from otel_flash.semconv import (
+    DEPENDENCIES_EXIT_CODE,
+    DEPENDENCIES_INSTALLER,
+    DEPENDENCIES_REQUIREMENTS,
+    DEPENDENCIES_SKIPPED,
+)
 
 _log = logging.getLogger("flash.dependencies")
 _DPKG_STATUS = "/var/lib/dpkg/status"
@@ -91,9 +97,7 @@ class DependencyInstaller:
         shown = redact_all(list(requirements))
         installer = self._python_installer()
         span = trace.get_current_span()
-        span.set_attributes(
-            {"flash.dependencies.installer": installer.name, "flash.dependencies.requirements": shown}
-        )
+        span.set_attributes({DEPENDENCIES_INSTALLER: installer.name, DEPENDENCIES_REQUIREMENTS: shown})
         if not self._missing(parsed):
             return _skipped(span, "Python", shown)
         lock_file = os.path.join(self._target, _LOCK_FILE) if self._target else None
@@ -121,9 +125,7 @@ class DependencyInstaller:
         """
         checked = check_system_packages(packages)
         span = trace.get_current_span()
-        span.set_attributes(
-            {"flash.dependencies.installer": "apt-get", "flash.dependencies.requirements": checked}
-        )
+        span.set_attributes({DEPENDENCIES_INSTALLER: "apt-get", DEPENDENCIES_REQUIREMENTS: checked})
         apt_get = shutil.which(self._apt_get)
         reason = apt_unavailable_reason(os.geteuid(), apt_get)
         if reason is not None or apt_get is None:
@@ -179,12 +181,12 @@ class DependencyInstaller:
             msg = f"cannot start the installer {argv[0]!r}: {exc}"
             raise DependencyError(msg) from exc
         if span is not None:
-            span.set_attribute("flash.dependencies.exit_code", outcome.exit_code)
+            span.set_attribute(DEPENDENCIES_EXIT_CODE, outcome.exit_code)
         return outcome
 
 
 def _skipped(span: trace.Span, kind: str, shown: Sequence[str]) -> None:
-    span.set_attribute("flash.dependencies.skipped", True)
+    span.set_attribute(DEPENDENCIES_SKIPPED, True)
     _log.info("%s dependencies already satisfied: %s", kind, ", ".join(shown))
 
 

@@ -30,10 +30,9 @@ from opentelemetry.util.types import AttributeValue
 from otel_flash.exceptions import RequestError
 from otel_flash.faas import invocation_attributes
 from otel_flash.protocol import FunctionRequest, parse_request, reference_accepts, unwrap_envelope
+from otel_flash.semconv import JOB_ID, REQUEST_ID
 
 TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
-JOB_ID_ATTRIBUTE = "flash.job_id"
-REQUEST_ID_ATTRIBUTE = "flash.request_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +59,10 @@ async def read_job(request: Request, route: str, max_body_bytes: int, body_timeo
     carrier = {name: request.headers[name] for name in TRACE_HEADERS if name in request.headers}
     attributes = server_span_attributes(request, route)
     if inner is not payload and isinstance(payload.get("id"), str):
-        attributes[JOB_ID_ATTRIBUTE] = payload["id"]
+        attributes[JOB_ID] = payload["id"]
     request_id = request.headers.get("x-request-id")
     if request_id is not None:
-        attributes[REQUEST_ID_ATTRIBUTE] = request_id
+        attributes[REQUEST_ID] = request_id
     attributes.update(invocation_attributes("http", request_id))
     return HttpJob(parsed, inner is not payload, attributes, carrier)
 

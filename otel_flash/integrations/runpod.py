@@ -49,10 +49,9 @@ from otel_flash.exceptions import WorkerSaturated
 from otel_flash.executor import RemoteExecutor
 from otel_flash.faas import invocation_attributes, worker_init
 from otel_flash.protocol import FunctionResponse
+from otel_flash.semconv import JOB_ID
 from otel_flash.streaming import ExecutionStreams, event_dict
 from otel_flash.telemetry import configure_telemetry
-
-JOB_ID_ATTRIBUTE = "flash.job_id"
 
 
 def process_executor() -> RemoteExecutor:
@@ -152,7 +151,7 @@ def _attributes(job: Mapping[str, Any]) -> dict[str, str]:
     job_id = job.get("id")
     if job_id is None:
         return invocation_attributes("pubsub")
-    return {JOB_ID_ATTRIBUTE: str(job_id), **invocation_attributes("pubsub", str(job_id))}
+    return {JOB_ID: str(job_id), **invocation_attributes("pubsub", str(job_id))}
 
 
 _worker = RunPodWorker()

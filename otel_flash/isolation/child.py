@@ -54,8 +54,15 @@ from otel_flash import threads
 from otel_flash.capture import LogBridge
 from otel_flash.exceptions import IsolationError
 from otel_flash.isolation.forwarders import TextForwarder
+from otel_flash.isolation.messages import (
+    ChildMessage,
+    ChildReply,
+    EncodedReply,
+    ErrorReply,
+    Frame,
+    ZygoteMessage,
+)
 from otel_flash.isolation.wire import (
-    Message,
     cut_strings,
     encode_bounded,
     frame_limit,
@@ -154,7 +161,7 @@ class _Zygote:
             self._children.discard(pid)
             self._send({"op": "exited", "pid": pid, "status": status})
 
-    def _send(self, message: Message) -> None:
+    def _send(self, message: ZygoteMessage) -> None:
         with contextlib.suppress(OSError):  # the worker is gone: the next read ends the loop
             self._sock.send(json.dumps(message).encode("ascii"))
 
@@ -215,7 +222,7 @@ class _Child:
     that logs, and what it might log is dropped.
     """
 
-    def __init__(self, settings: Message) -> None:
+    def __init__(self, settings: Frame) -> None:
         self.settings = settings
         self._control: socket.socket | None = None
         self._lock = threading.Lock()
@@ -245,7 +252,7 @@ class _Child:
         """Start sending to the worker on ``control``."""
         self._control = control
 
-    def send(self, message: Message) -> None:
+    def send(self, message: ChildMessage) -> None:
         """Send one frame to the worker, cut to fit its limit; if it is gone, so is this execution."""
         if self._control is None:
             return
@@ -256,7 +263,7 @@ class _Child:
         except OSError:
             os._exit(0)
 
-    def _encoded(self) -> Message:
+    def _encoded(self) -> EncodedReply:
         """The result's fields; sent ahead in ``part`` frames when one frame cannot hold them."""
         fields = encode_result(self._result, self._format)
         text = json.dumps(fields, separators=(",", ":"))
@@ -268,16 +275,16 @@ class _Child:
         return {"op": "encoded", "parts": -(-len(text) // step)}
 
     def serve(self) -> int:
-        """Answer the worker's requests until it says ``exit`` or goes away."""
+        """Answer the worker's requests until it goes away (it kills this process once answered)."""
         if self._control is None:
             return _FAILED
         while True:
             message = recv_frame(self._control)
-            if message is None or message.get("op") == "exit":
+            if message is None:
                 return 0
             self.send(self._handle(message))
 
-    def _handle(self, message: Message) -> Message:
+    def _handle(self, message: Frame) -> ChildReply:
         carrier = message.get("carrier")
         token = otel_context.attach(_PROPAGATOR.extract(carrier if isinstance(carrier, dict) else {}))
         try:
@@ -297,7 +304,7 @@ class _Child:
             _flush_originals()
             otel_context.detach(token)
 
-    def _load(self, message: Message) -> str:
+    def _load(self, message: Frame) -> str:
         sys.path[:] = [str(entry) for entry in message.get("sys_path") or sys.path]
         importlib.invalidate_caches()  # packages may have been installed since the zygote started
         environ = message.get("environ")
@@ -341,7 +348,7 @@ async def _awaited(awaitable: Any) -> Any:
     return await awaitable
 
 
-def _error_reply(exc: BaseException) -> Message:
+def _error_reply(exc: BaseException) -> ErrorReply:
     if isinstance(exc, MemoryError) and exc.__traceback__ is not None:
         traceback.clear_frames(exc.__traceback__)  # let go of what filled the memory first
     try:
@@ -359,7 +366,7 @@ def _error_reply(exc: BaseException) -> Message:
 class _SpanStreamer(SpanProcessor):
     """Sends each span to the worker as it ends."""
 
-    def __init__(self, send: Callable[[Message], None]) -> None:
+    def __init__(self, send: Callable[[ChildMessage], None]) -> None:
         self._send = send
 
     def on_end(self, span: ReadableSpan) -> None:
@@ -373,7 +380,7 @@ class _LogStreamer(LogRecordProcessor):
     line anyway, and a record must fit in a frame.
     """
 
-    def __init__(self, send: Callable[[Message], None], max_chars: int) -> None:
+    def __init__(self, send: Callable[[ChildMessage], None], max_chars: int) -> None:
         self._send = send
         self._max_chars = max_chars
 

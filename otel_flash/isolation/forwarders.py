@@ -17,7 +17,9 @@ from typing import Any
 
 from opentelemetry import trace
 
-Send = Callable[[dict[str, Any]], None]
+from otel_flash.isolation.messages import WriteMessage
+
+Send = Callable[[WriteMessage], None]
 
 
 class TextForwarder(io.TextIOBase):

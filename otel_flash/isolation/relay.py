@@ -13,7 +13,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, SpanContext, TraceFlags
 
 from otel_flash._internal import internal_logger
-from otel_flash.isolation.wire import Message, attribute_values, decode_span
+from otel_flash.isolation.messages import Frame
+from otel_flash.isolation.wire import attribute_values, decode_span
 from otel_flash.redaction import Redactor
 
 
@@ -41,14 +42,14 @@ class Relay:
         self._resource = resource if isinstance(resource, Resource) else Resource.get_empty()
         self._said: set[str] = set()
 
-    def log(self, message: Message) -> None:
+    def log(self, message: Frame) -> None:
         """Emit the record in the current context (the execution's), with the child's ids."""
         try:
             self._logger(str(message.get("scope") or "")).emit(self._record(message))
         except Exception:
             internal_logger().exception("dropped a malformed log record from a function process")
 
-    def context_of(self, message: Message) -> otel_context.Context:
+    def context_of(self, message: Frame) -> otel_context.Context:
         """The current context with the span the child named in ``message`` as current span.
 
         No span when the child named none; the current span itself when it named a span
@@ -64,7 +65,7 @@ class Relay:
         span = NonRecordingSpan(SpanContext(trace_id, span_id, False, flags))
         return trace.set_span_in_context(span, current)
 
-    def _record(self, message: Message) -> LogRecord:
+    def _record(self, message: Frame) -> LogRecord:
         body = message.get("body")
         number = message.get("severity_number")
         redact = self._redact
@@ -94,7 +95,7 @@ class Relay:
             self._said.add(warning)
             internal_logger().warning(warning)
 
-    def span(self, message: Message) -> None:
+    def span(self, message: Frame) -> None:
         """Hand the span to the worker's span processors as if it had ended here."""
         if self._on_end is None:
             self._say_once("spans of function processes are dropped: not an SDK TracerProvider")

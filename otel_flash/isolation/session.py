@@ -41,8 +41,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from otel_flash.capture import ExecutionLog, LineSink
 from otel_flash.config import FlashConfig
 from otel_flash.exceptions import ExecutionTimeout, FlashError, IsolationError, RemoteError, RequestError
+from otel_flash.isolation.messages import Frame, WorkerRequest
 from otel_flash.isolation.relay import Relay
-from otel_flash.isolation.wire import FrameReader, Message, frame_limit, send_frame
+from otel_flash.isolation.wire import FrameReader, frame_limit, send_frame
 from otel_flash.isolation.zygote import ZygoteHandle
 from otel_flash.protocol import FunctionRequest
 from otel_flash.redaction import Redactor
@@ -136,7 +137,7 @@ class ProcessSession:
         self._frames = FrameReader(frame_limit(owner.config.max_line_bytes))
         self._parts: list[str] = []
         self._parts_size = 0
-        self._reply: Message | None = None
+        self._reply: Frame | None = None
         self._lock = threading.Lock()
         self._busy = False
         self._aborted = False
@@ -213,7 +214,7 @@ class ProcessSession:
         if idle:
             self._close()
 
-    def _exchange(self, message: Message) -> Message:
+    def _exchange(self, message: WorkerRequest) -> Frame:
         with self._lock:
             if self._over or self._control is None:
                 msg = "the function's process is gone"
@@ -235,7 +236,7 @@ class ProcessSession:
             raise self._remote_error(reply)
         return reply
 
-    def _wait_reply(self) -> Message:
+    def _wait_reply(self) -> Frame:
         while self._reply is None:
             if not self._listening:
                 raise self._died()
@@ -284,7 +285,7 @@ class ProcessSession:
             else:
                 self._reply = message
 
-    def _add_part(self, message: Message) -> None:
+    def _add_part(self, message: Frame) -> None:
         text = message.get("text")
         size = len(text) if isinstance(text, str) else 0
         if self._parts_size + size > MAX_RESULT_BYTES:
@@ -315,7 +316,7 @@ class ProcessSession:
             os.close(fd)
             del self._pipes[fd]
 
-    def _emit_write(self, message: Message) -> None:
+    def _emit_write(self, message: Frame) -> None:
         """A write to the child's ``sys.stdout``/``sys.stderr``, in the span it was made in."""
         text = message.get("text")
         if isinstance(text, str):
@@ -386,7 +387,7 @@ class ProcessSession:
         if self._pid:
             self._owner.zygote.forget(self._pid)
 
-    def _remote_error(self, reply: Message) -> FlashError:
+    def _remote_error(self, reply: Frame) -> FlashError:
         type_name = str(reply.get("type") or "Exception")
         message = str(reply.get("message", ""))
         description = str(reply.get("description") or f"{type_name}: {message}")

@@ -6,8 +6,8 @@ could run in the worker. Every frame is bounded (:func:`frame_limit`, a few time
 ``max_line_bytes``): the child cuts what it sends to fit (:func:`encode_bounded`), and
 the worker refuses a larger frame from its header alone. Finished spans and log records
 are flattened here into plain objects (:func:`span_message`, :func:`log_message`) and spans rebuilt on the
-worker's side (:func:`decode_span`); log records are re-emitted by
-:mod:`otel_flash.isolation.session`.
+worker's side (:func:`decode_span`); :mod:`otel_flash.isolation.relay` re-emits both.
+The messages themselves are in :mod:`otel_flash.isolation.messages`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from otel_flash.exceptions import IsolationError
+from otel_flash.isolation.messages import Frame, LogMessage, SpanMessage
 
-Message = dict[str, Any]
 _HEADER = struct.Struct(">I")
 _CUT_MARK = "...[cut]"
 _STUB_CHARS = 256
@@ -90,7 +90,7 @@ def send_frame(sock: socket.socket, message: Mapping[str, Any]) -> None:
     sock.sendall(encode_frame(message))
 
 
-def recv_frame(sock: socket.socket) -> Message | None:
+def recv_frame(sock: socket.socket) -> Frame | None:
     """Read one frame, blocking; None at end of stream.
 
     Raises:
@@ -127,14 +127,14 @@ class FrameReader:
         self._buffer = bytearray()
         self._max = max_frame_bytes
 
-    def feed(self, data: bytes) -> list[Message]:
+    def feed(self, data: bytes) -> list[Frame]:
         """The frames ``data`` completes, in order.
 
         Raises:
             IsolationError: a frame is larger than allowed or is not a JSON object.
         """
         self._buffer += data
-        messages: list[Message] = []
+        messages: list[Frame] = []
         while len(self._buffer) >= _HEADER.size:
             (size,) = _HEADER.unpack_from(self._buffer)
             if size > self._max:  # refused from its header: the body is never read
@@ -148,7 +148,7 @@ class FrameReader:
         return messages
 
 
-def _decode(body: bytes) -> Message:
+def _decode(body: bytes) -> Frame:
     try:
         message = json.loads(body)
     except ValueError as exc:
@@ -160,7 +160,7 @@ def _decode(body: bytes) -> Message:
     return message
 
 
-def span_message(span: ReadableSpan) -> Message:
+def span_message(span: ReadableSpan) -> SpanMessage:
     """A finished span as a plain object."""
     context = span.context
     parent = span.parent
@@ -229,7 +229,7 @@ def decode_span(message: Mapping[str, Any], resource: Resource) -> ReadableSpan:
         raise IsolationError(msg) from exc
 
 
-def log_message(record: ReadWriteLogRecord) -> Message:
+def log_message(record: ReadWriteLogRecord) -> LogMessage:
     """A log record as a plain object (its scope is the logger it was emitted on)."""
     log = record.log_record
     scope = record.instrumentation_scope

@@ -11,7 +11,7 @@ import sys
 import threading
 
 from otel_flash.exceptions import IsolationError
-from otel_flash.isolation.wire import Message
+from otel_flash.isolation.messages import ChildSettings, ForkRequest, Frame
 
 _START_TIMEOUT_S = 60.0  # the zygote imports the SDK once: slow on a loaded machine
 _WAIT_S = 5.0
@@ -24,7 +24,7 @@ class ZygoteHandle:
     on demand, so a zygote that died costs one request a restart, not the worker.
     """
 
-    def __init__(self, settings: Message) -> None:
+    def __init__(self, settings: ChildSettings) -> None:
         self._settings = json.dumps(settings)
         self._cond = threading.Condition()
         self._sock: socket.socket | None = None
@@ -98,7 +98,8 @@ class ZygoteHandle:
                 raise IsolationError(msg)
             self._seq += 1
             seq = self._seq
-            socket.send_fds(sock, [json.dumps({"seq": seq}).encode("ascii")], fds)
+            request: ForkRequest = {"op": "fork", "seq": seq}
+            socket.send_fds(sock, [json.dumps(request).encode("ascii")], fds)
             if not self._cond.wait_for(
                 lambda: seq in self._forked or self._sock is not sock, _START_TIMEOUT_S
             ):
@@ -142,7 +143,7 @@ class ZygoteHandle:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(_WAIT_S)
 
-    def _take(self, message: Message) -> None:
+    def _take(self, message: Frame) -> None:
         op, pid = message.get("op"), int(message.get("pid") or 0)
         if op == "ready":
             self._ready = True

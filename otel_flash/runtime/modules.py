@@ -25,8 +25,9 @@ from pathlib import Path
 
 from otel_flash.capture import utf8_size
 from otel_flash.exceptions import LoadError, RequestError
+from otel_flash.semconv import MODULES_SETUP_SPAN
 
-MODULES_PHASE = "flash.modules.setup"
+MODULES_PHASE = MODULES_SETUP_SPAN
 
 
 def validate_modules(modules: Mapping[str, str], max_files: int, max_bytes: int) -> None:

@@ -21,6 +21,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from otel_flash.exceptions import WorkerSaturated
+from otel_flash.semconv import THREADS_ABANDONED_METRIC
 
 # A job does its work and returns how to hand its result over, which the thread calls last.
 Job = Callable[[], Callable[[], None]]
@@ -176,7 +177,7 @@ def observe_abandoned_threads(meter_provider: MeterProvider | None, capacity: Ca
         return [Observation(capacity.abandoned)]
 
     provider.get_meter("otel_flash").create_observable_gauge(
-        "flash.threads.abandoned",
+        THREADS_ABANDONED_METRIC,
         callbacks=[observe],
         unit="{thread}",
         description="Threads still running user code past its time limit; they count against max_workers.",
