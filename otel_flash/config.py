@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+from otel_flash._settings import check_choice, parse_bool, parse_pairs
 from otel_flash.exceptions import ConfigError
-from otel_flash.export import ExportSettings, parse_bool, parse_pairs
+from otel_flash.export import ExportSettings
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 DEFAULT_SECRET_PATTERNS = (
@@ -149,9 +150,7 @@ class FlashConfig:
     def __post_init__(self) -> None:
         self._check_http()
         self._check_runpod_parity()
-        if self.isolation not in ("thread", "process"):
-            msg = f"isolation must be 'thread' or 'process', got {self.isolation!r}"
-            raise ConfigError(msg)
+        check_choice("isolation", self.isolation, get_args(Isolation))
         if self.memory_limit_mb is not None and self.memory_limit_mb < 1:
             msg = f"memory_limit_mb must be at least 1, got {self.memory_limit_mb!r}"
             raise ConfigError(msg)
@@ -163,9 +162,7 @@ class FlashConfig:
         if not 0 <= self.shutdown_grace_s < float("inf"):
             msg = f"shutdown_grace_s must be a number of seconds, 0 or more, got {self.shutdown_grace_s!r}"
             raise ConfigError(msg)
-        if self.log_level not in _LEVELS:
-            msg = f"log_level must be one of {', '.join(_LEVELS)}, got {self.log_level!r}"
-            raise ConfigError(msg)
+        check_choice("log_level", self.log_level, _LEVELS)
         for name in (
             "max_log_lines",
             "max_log_bytes",
@@ -177,9 +174,7 @@ class FlashConfig:
             if getattr(self, name) < 1:
                 msg = f"{name} must be at least 1, got {getattr(self, name)!r}"
                 raise ConfigError(msg)
-        if self.installer not in ("auto", "uv", "pip"):
-            msg = f"installer must be 'auto', 'uv' or 'pip', got {self.installer!r}"
-            raise ConfigError(msg)
+        check_choice("installer", self.installer, get_args(Installer))
         if self.install_timeout_s <= 0:
             msg = f"install_timeout_s must be positive, got {self.install_timeout_s!r}"
             raise ConfigError(msg)
@@ -209,9 +204,7 @@ class FlashConfig:
         if module is not None and not all(part.isidentifier() for part in module.split(".")):
             msg = f"functions_module must be a dotted module name, got {module!r}"
             raise ConfigError(msg)
-        if self.echo_lines not in ("auto", "on", "off"):
-            msg = f"echo_lines must be 'auto', 'on' or 'off', got {self.echo_lines!r}"
-            raise ConfigError(msg)
+        check_choice("echo_lines", self.echo_lines, get_args(EchoLines))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> FlashConfig:

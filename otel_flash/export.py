@@ -12,15 +12,12 @@ turns every exporter off; executions still run, capture their output and get tra
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal, TypeVar
-from urllib.parse import unquote
+from typing import Literal
 
+from otel_flash._settings import check_choice, choice, parse_bool, parse_pairs, parse_variable
 from otel_flash.exceptions import ConfigError
-
-_T = TypeVar("_T")
-_S = TypeVar("_S", bound=str)
 
 Signal = Literal["traces", "logs", "metrics"]
 ExporterName = Literal["otlp", "console", "none"]
@@ -56,9 +53,9 @@ class SignalExport:
     compression: Compression = "none"
 
     def __post_init__(self) -> None:
-        _check_choice("exporter", self.exporter, _EXPORTERS)
-        _check_choice("protocol", self.protocol, _PROTOCOLS)
-        _check_choice("compression", self.compression, _COMPRESSIONS)
+        check_choice("exporter", self.exporter, _EXPORTERS)
+        check_choice("protocol", self.protocol, _PROTOCOLS)
+        check_choice("compression", self.compression, _COMPRESSIONS)
         if self.timeout_s <= 0:
             msg = f"timeout_s must be positive, got {self.timeout_s!r}"
             raise ConfigError(msg)
@@ -172,15 +169,19 @@ class ExportSettings:
         env = {key: value.strip() for key, value in environ.items() if value.strip()}
         base = cls()
         return cls(
-            sdk_disabled=_parse(env, "OTEL_SDK_DISABLED", parse_bool, default=False),
+            sdk_disabled=parse_variable(env, "OTEL_SDK_DISABLED", parse_bool, default=False),
             traces=_signal_from_environ(env, "traces"),
             logs=_signal_from_environ(env, "logs"),
             metrics=_signal_from_environ(env, "metrics"),
             span_batch=_batch_from_environ(env, "OTEL_BSP", base.span_batch),
             log_batch=_batch_from_environ(env, "OTEL_BLRP", base.log_batch),
-            metric_interval_ms=_parse(env, "OTEL_METRIC_EXPORT_INTERVAL", float, base.metric_interval_ms),
-            metric_timeout_ms=_parse(env, "OTEL_METRIC_EXPORT_TIMEOUT", float, base.metric_timeout_ms),
-            shutdown_timeout_s=_parse(
+            metric_interval_ms=parse_variable(
+                env, "OTEL_METRIC_EXPORT_INTERVAL", float, base.metric_interval_ms
+            ),
+            metric_timeout_ms=parse_variable(
+                env, "OTEL_METRIC_EXPORT_TIMEOUT", float, base.metric_timeout_ms
+            ),
+            shutdown_timeout_s=parse_variable(
                 env, "FLASH_TELEMETRY_SHUTDOWN_TIMEOUT_S", float, base.shutdown_timeout_s
             ),
         )
@@ -196,20 +197,24 @@ def _signal_from_environ(env: Mapping[str, str], signal: Signal) -> SignalExport
                 return name, env[name]
         return None
 
-    protocol: OtlpProtocol = _parse(env, _name_of(pick("PROTOCOL")), _choice(_PROTOCOLS), default="grpc")
+    protocol: OtlpProtocol = parse_variable(
+        env, _name_of(pick("PROTOCOL")), choice(_PROTOCOLS), default="grpc"
+    )
     own, shared = env.get(f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT"), env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     endpoint = own or (_signal_url(shared, protocol, signal) if shared else None)
     configured: ExporterName = "otlp" if endpoint else "none"
-    exporter: ExporterName = _parse(env, f"OTEL_{upper}_EXPORTER", _exporter_name, default=configured)
-    timeout_ms = _parse(env, _name_of(pick("TIMEOUT")), float, default=10000.0)
+    exporter: ExporterName = parse_variable(env, f"OTEL_{upper}_EXPORTER", _exporter_name, default=configured)
+    timeout_ms = parse_variable(env, _name_of(pick("TIMEOUT")), float, default=10000.0)
     try:
         return SignalExport(
             exporter=exporter,
             endpoint=endpoint,
             protocol=protocol,
-            headers=_parse(env, _name_of(pick("HEADERS")), parse_pairs, default={}),
+            headers=parse_variable(env, _name_of(pick("HEADERS")), parse_pairs, default={}),
             timeout_s=timeout_ms / 1000.0,
-            compression=_parse(env, _name_of(pick("COMPRESSION")), _choice(_COMPRESSIONS), default="none"),
+            compression=parse_variable(
+                env, _name_of(pick("COMPRESSION")), choice(_COMPRESSIONS), default="none"
+            ),
         )
     except ConfigError as exc:
         msg = f"OTEL_EXPORTER_OTLP_* settings of {signal} are invalid: {exc}"
@@ -218,12 +223,12 @@ def _signal_from_environ(env: Mapping[str, str], signal: Signal) -> SignalExport
 
 def _batch_from_environ(env: Mapping[str, str], prefix: str, base: BatchSettings) -> BatchSettings:
     changes: dict[str, float] = {
-        "schedule_delay_ms": _parse(env, f"{prefix}_SCHEDULE_DELAY", float, base.schedule_delay_ms),
-        "max_queue_size": _parse(env, f"{prefix}_MAX_QUEUE_SIZE", int, base.max_queue_size),
-        "max_export_batch_size": _parse(
+        "schedule_delay_ms": parse_variable(env, f"{prefix}_SCHEDULE_DELAY", float, base.schedule_delay_ms),
+        "max_queue_size": parse_variable(env, f"{prefix}_MAX_QUEUE_SIZE", int, base.max_queue_size),
+        "max_export_batch_size": parse_variable(
             env, f"{prefix}_MAX_EXPORT_BATCH_SIZE", int, base.max_export_batch_size
         ),
-        "export_timeout_ms": _parse(env, f"{prefix}_EXPORT_TIMEOUT", float, base.export_timeout_ms),
+        "export_timeout_ms": parse_variable(env, f"{prefix}_EXPORT_TIMEOUT", float, base.export_timeout_ms),
     }
     try:
         return replace(base, **changes)  # type: ignore[arg-type]  # sizes are parsed with int
@@ -243,62 +248,9 @@ def _name_of(found: tuple[str, str] | None) -> str:
     return found[0] if found is not None else ""
 
 
-def _parse(env: Mapping[str, str], name: str, parse: Callable[[str], _T], default: _T) -> _T:
-    raw = env.get(name) if name else None
-    if raw is None:
-        return default
-    try:
-        return parse(raw)
-    except ValueError as exc:
-        msg = f"{name}={raw!r} is invalid: {exc}"
-        raise ConfigError(msg) from exc
-
-
-def parse_bool(raw: str) -> bool:
-    """``true``/``1``/``yes``/``on`` or ``false``/``0``/``no``/``off``, any case."""
-    lowered = raw.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    msg = "expected true or false"
-    raise ValueError(msg)
-
-
 def _exporter_name(raw: str) -> ExporterName:
     names = [name.strip().lower() for name in raw.split(",") if name.strip()]
     if len(names) != 1:
         msg = "one exporter name is supported: otlp, console or none"
         raise ValueError(msg)
-    return _choice(_EXPORTERS)(names[0])
-
-
-def _choice(options: tuple[_S, ...]) -> Callable[[str], _S]:
-    def parse(raw: str) -> _S:
-        for option in options:
-            if raw.lower() == option:
-                return option
-        msg = f"expected one of {', '.join(options)}"
-        raise ValueError(msg)
-
-    return parse
-
-
-def parse_pairs(raw: str) -> dict[str, str]:
-    """``key=value,key2=value2`` with percent-encoded values, as the OTLP headers variable."""
-    result: dict[str, str] = {}
-    for pair in raw.split(","):
-        if not pair.strip():
-            continue
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            msg = f"expected key=value, got {pair!r}"
-            raise ValueError(msg)
-        result[unquote(key.strip())] = unquote(value.strip())
-    return result
-
-
-def _check_choice(name: str, value: str, options: tuple[str, ...]) -> None:
-    if value not in options:
-        msg = f"{name} must be one of {', '.join(options)}, got {value!r}"
-        raise ConfigError(msg)
+    return choice(_EXPORTERS)(names[0])

@@ -300,3 +300,16 @@ def test_shutdown_stops_the_zygote(telemetry: TelemetryCapture) -> None:
     executor.shutdown()
     after = {child.pid for child in psutil.Process(os.getpid()).children() if child.status() != "zombie"}
     assert before and not (before & after)
+
+
+def test_the_callers_baggage_reaches_the_function_process(make_executor: ExecutorFactory) -> None:
+    """Baggage of the request's ``trace_context`` is readable in the child (one W3C propagator)."""
+    code = "from opentelemetry import baggage\ndef tenant():\n    return baggage.get_baggage('tenant')\n"
+    request = function_request(code, "tenant")
+    request["trace_context"] = {
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "baggage": "tenant=acme",
+    }
+    response = make_executor().execute_sync(request)
+    assert response.success, response.error
+    assert response.json_result == "acme"

@@ -5,11 +5,19 @@ from __future__ import annotations
 import logging
 
 from opentelemetry._logs import Logger, LogRecord
-from opentelemetry.instrumentation.logging.handler import _RESERVED_ATTRS, LoggingHandler
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.util.types import AnyValue
 
 from otel_flash.redaction import Redactor
+
+# What every ``logging.LogRecord`` carries (and what formatting adds): a record with nothing
+# else has no attributes for the bridge to translate.
+_STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "asctime",
+    "message",
+    "taskName",
+}
 
 
 class FlashLoggingHandler(LoggingHandler):
@@ -31,7 +39,7 @@ class FlashLoggingHandler(LoggingHandler):
 
     def _get_attributes(self, record: logging.LogRecord) -> tuple[dict[str, AnyValue], str | None]:
         plain = not record.exc_info and not self._log_code_attributes
-        if plain and record.__dict__.keys() <= _RESERVED_ATTRS:
+        if plain and record.__dict__.keys() <= _STANDARD_ATTRIBUTES:
             return {}, None
         return super()._get_attributes(record)
 

@@ -56,11 +56,6 @@ class BoundedLines:
             self.omitted_lines += 1
             self.omitted_bytes += dropped
 
-    @property
-    def kept(self) -> int:
-        """Lines currently kept."""
-        return len(self._head) + len(self._tail)
-
     def head(self) -> list[str]:
         """The kept lines before the gap."""
         return list(self._head)

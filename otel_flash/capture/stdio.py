@@ -77,8 +77,42 @@ class LineSink:
                 log.append(self._redact(line), bounded=True)
 
 
-class StreamRouter(io.TextIOBase):
+class CapturedStream(io.TextIOBase):
+    """What every stand-in for ``sys.stdout``/``sys.stderr`` shares (here and in a function process).
+
+    Text only, always writable, never a terminal (progress bars fall back to plain
+    lines), on the descriptor of the ``original`` stream it stands in for.
+    """
+
+    def __init__(self, original: Any, stream: str) -> None:
+        super().__init__()
+        self.original = original
+        self._stream = stream
+
+    def writable(self) -> bool:
+        """Always writable."""
+        return True
+
+    def isatty(self) -> bool:
+        """Never a terminal: progress bars fall back to plain lines."""
+        return False
+
+    def fileno(self) -> int:
+        """The original stream's descriptor (writes to it bypass this stream)."""
+        return int(self.original.fileno())
+
+
+def require_text(text: object) -> None:
+    """Refuse what ``write`` of a text stream refuses: anything but ``str``."""
+    if not isinstance(text, str):
+        msg = f"write() argument must be str, not {type(text).__name__}"
+        raise TypeError(msg)
+
+
+class StreamRouter(CapturedStream):
     """A text stream that sends writes of executions to their logs, others to ``original``."""
+
+    original: TextIO
 
     def __init__(
         self,
@@ -87,9 +121,7 @@ class StreamRouter(io.TextIOBase):
         current_log: Callable[[], ExecutionLog | None],
         sink: LineSink,
     ) -> None:
-        super().__init__()
-        self.original = original
-        self._stream = stream
+        super().__init__(original, stream)
         self._current_log = current_log
         self._sink = sink
 
@@ -98,27 +130,13 @@ class StreamRouter(io.TextIOBase):
         log = None if _emitting.get() else self._current_log()
         if log is None or log.closed:
             return self.original.write(text)
-        if not isinstance(text, str):
-            msg = f"write() argument must be str, not {type(text).__name__}"
-            raise TypeError(msg)
+        require_text(text)
         self._sink.deliver(log, self._stream, log.feed(self._stream, text))
         return len(text)
 
     def flush(self) -> None:
         """Flush the original stream (captured lines need no flushing)."""
         self.original.flush()
-
-    def writable(self) -> bool:
-        """Always writable."""
-        return True
-
-    def isatty(self) -> bool:
-        """Never a terminal while routed: progress bars fall back to plain lines."""
-        return False
-
-    def fileno(self) -> int:
-        """The original stream's descriptor (fd-level writes are not captured in-process)."""
-        return self.original.fileno()
 
     @property
     def encoding(self) -> str:  # type: ignore[override]  # TextIOBase declares it read-only

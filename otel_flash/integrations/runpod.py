@@ -166,8 +166,3 @@ async def stream_handler(job: dict[str, Any]) -> AsyncGenerator[dict[str, Any], 
     """RunPod generator handler: the job's log lines as they are emitted, then its response."""
     async for event in _worker.stream(job):
         yield event
-
-
-def default_worker() -> RunPodWorker:
-    """The worker behind :func:`handler` and :func:`stream_handler`."""
-    return _worker

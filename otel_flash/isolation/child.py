@@ -48,7 +48,6 @@ from opentelemetry._logs import set_logger_provider
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from otel_flash import threads
 from otel_flash.capture import LogBridge
@@ -70,6 +69,7 @@ from otel_flash.isolation.wire import (
     recv_frame,
     span_message,
 )
+from otel_flash.propagation import extract_context
 from otel_flash.protocol import parse_request
 from otel_flash.redaction import Redactor
 from otel_flash.runtime import (
@@ -80,12 +80,12 @@ from otel_flash.runtime import (
     bind_workspace,
     describe_error,
     encode_result,
+    exception_message,
     module_names,
     refuse_shadowing,
 )
 
 _FAILED = 70  # EX_SOFTWARE: the child could not set itself up
-_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -286,7 +286,8 @@ class _Child:
 
     def _handle(self, message: Frame) -> ChildReply:
         carrier = message.get("carrier")
-        token = otel_context.attach(_PROPAGATOR.extract(carrier if isinstance(carrier, dict) else {}))
+        context = extract_context(carrier) if isinstance(carrier, dict) else None
+        token = otel_context.attach(context or otel_context.get_current())
         try:
             op = message.get("op")
             if op == "load":
@@ -351,14 +352,10 @@ async def _awaited(awaitable: Any) -> Any:
 def _error_reply(exc: BaseException) -> ErrorReply:
     if isinstance(exc, MemoryError) and exc.__traceback__ is not None:
         traceback.clear_frames(exc.__traceback__)  # let go of what filled the memory first
-    try:
-        message = str(exc)
-    except Exception:
-        message = f"<{type(exc).__name__} whose str() failed>"
     return {
         "op": "error",
         "type": type(exc).__name__,
-        "message": message,
+        "message": exception_message(exc),
         "description": describe_error(exc),
     }
 

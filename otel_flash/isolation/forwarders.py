@@ -17,12 +17,13 @@ from typing import Any
 
 from opentelemetry import trace
 
+from otel_flash.capture.stdio import CapturedStream, require_text
 from otel_flash.isolation.messages import WriteMessage
 
 Send = Callable[[WriteMessage], None]
 
 
-class TextForwarder(io.TextIOBase):
+class TextForwarder(CapturedStream):
     """A child's ``sys.stdout``/``sys.stderr``: written lines go to the worker with their span.
 
     Each thread's writes are gathered up to a newline first (``print`` writes the text
@@ -34,9 +35,7 @@ class TextForwarder(io.TextIOBase):
     """
 
     def __init__(self, original: Any, stream: str, send: Send, chunk: int) -> None:
-        super().__init__()
-        self.original = original
-        self._stream = stream
+        super().__init__(original, stream)
         self._send = send
         self._chunk = max(chunk, 1024)
         self._pending: dict[int, str] = {}
@@ -44,9 +43,7 @@ class TextForwarder(io.TextIOBase):
 
     def write(self, text: str) -> int:
         """Send the complete lines of this thread's writes to the worker, tagged with the current span."""
-        if not isinstance(text, str):
-            msg = f"write() argument must be str, not {type(text).__name__}"
-            raise TypeError(msg)
+        require_text(text)
         thread = threading.get_ident()
         pending = self._pending.pop(thread, "") + text
         cut = pending.rfind("\n") + 1
@@ -76,18 +73,6 @@ class TextForwarder(io.TextIOBase):
                     "flags": int(context.trace_flags),
                 }
             )
-
-    def writable(self) -> bool:
-        """Always writable."""
-        return True
-
-    def isatty(self) -> bool:
-        """Never a terminal: progress bars fall back to plain lines, as in-process."""
-        return False
-
-    def fileno(self) -> int:
-        """The descriptor under it (a pipe to the worker as well)."""
-        return int(self.original.fileno())
 
     def reconfigure(self, **settings: Any) -> None:
         """Accepted and ignored: lines always travel as UTF-8 text, whatever is asked."""

@@ -36,7 +36,6 @@ from typing import Any, TextIO
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from otel_flash.capture import ExecutionLog, LineSink
 from otel_flash.config import FlashConfig
@@ -45,13 +44,13 @@ from otel_flash.isolation.messages import Frame, WorkerRequest
 from otel_flash.isolation.relay import Relay
 from otel_flash.isolation.wire import FrameReader, frame_limit, send_frame
 from otel_flash.isolation.zygote import ZygoteHandle
+from otel_flash.propagation import inject_context
 from otel_flash.protocol import FunctionRequest
 from otel_flash.redaction import Redactor
 from otel_flash.runtime import Workspace
 
 _DRAIN_S = 2.0  # after the child ended: a program it started may still hold the pipes
 _STATUS_WAIT_S = 5.0
-_PROPAGATOR = TraceContextTextMapPropagator()
 MAX_RESULT_BYTES = 256 << 20  # an encoded result, which a child sends in frame-sized parts
 CLASS_REFUSAL = "class instances are not supported with isolation='process'"
 
@@ -165,7 +164,7 @@ class ProcessSession:
             {
                 "op": "load",
                 "request": self._request.model_dump(mode="json", exclude_none=True),
-                "carrier": _carrier(),
+                "carrier": inject_context(),
                 "sys_path": list(sys.path),
                 "environ": dict(os.environ),
                 "workspace": workspace,
@@ -176,11 +175,11 @@ class ProcessSession:
 
     def call(self) -> None:
         """Call the loaded function in the child (a coroutine function is run to completion)."""
-        self._exchange({"op": "call", "carrier": _carrier()})
+        self._exchange({"op": "call", "carrier": inject_context()})
 
     def serialize(self) -> dict[str, Any]:
         """The response fields carrying the result, encoded in the child."""
-        reply = self._exchange({"op": "serialize", "carrier": _carrier()})
+        reply = self._exchange({"op": "serialize", "carrier": inject_context()})
         fields = reply.get("fields") if "parts" not in reply else self._joined_parts(reply["parts"])
         if not isinstance(fields, dict) or not set(fields) <= {"result", "json_result"}:
             msg = "the function's process sent a malformed result"
@@ -427,9 +426,3 @@ def describe_status(status: int | None, memory_limit_mb: int | None = None) -> s
             text += f" (it ran under a memory limit of {memory_limit_mb} MB)"
         return text
     return f"the function's process exited with code {os.waitstatus_to_exitcode(status)} before answering"
-
-
-def _carrier() -> dict[str, str]:
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier)
-    return carrier

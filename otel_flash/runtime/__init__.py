@@ -8,7 +8,7 @@ Modules: ``source`` (request code into a callable), ``targets`` (what a request 
 """
 
 from otel_flash.runtime.calls import Call, CallRunner, Outcome
-from otel_flash.runtime.failures import describe_error, record_failure
+from otel_flash.runtime.failures import describe_error, exception_message, record_failure
 from otel_flash.runtime.instances import Instance, InstanceRegistry
 from otel_flash.runtime.interpreter import InterpreterState, Snapshot
 from otel_flash.runtime.modules import (
@@ -52,6 +52,7 @@ __all__ = [
     "describe_error",
     "encode_result",
     "encode_value",
+    "exception_message",
     "json_bytes",
     "module_names",
     "observe_abandoned_threads",

@@ -25,11 +25,11 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, RemoteError):  # described where it was raised, in the function's process
         return exc.description
     if isinstance(exc, FlashError) and not _has_user_frames(exc.__cause__):
-        return _safe_str(exc)
+        return exception_message(exc)
     stack = user_stacktrace(exc)
     if not stack.startswith(_TRACEBACK_HEAD):  # raised before the submitted code ran (a bad signature)
         return stack.rstrip()
-    return f"{type(exc).__name__}: {_safe_str(exc)}\n\n{stack.rstrip()}"
+    return f"{type(exc).__name__}: {exception_message(exc)}\n\n{stack.rstrip()}"
 
 
 def user_stacktrace(exc: BaseException) -> str:
@@ -50,7 +50,7 @@ def user_stacktrace(exc: BaseException) -> str:
 
 def record_failure(span: trace.Span, exc: BaseException, redact: Redact, *, event: bool = True) -> None:
     """ERROR status on ``span`` and (unless ``event`` is False) an ``exception`` event, redacted."""
-    message = redact(_safe_str(exc))
+    message = redact(exception_message(exc))
     if event:
         stack = user_stacktrace(exc)
         span.add_event(
@@ -67,14 +67,15 @@ def record_failure(span: trace.Span, exc: BaseException, redact: Redact, *, even
 
 def _remote_stacktrace(exc: RemoteError) -> str:
     """The traceback part of a description :func:`describe_error` made in the function's process."""
-    head = f"{type(exc).__name__}: {_safe_str(exc)}\n\n"
+    head = f"{type(exc).__name__}: {exception_message(exc)}\n\n"
     _, found, stack = exc.description.partition(head)
     if found and stack.startswith(_TRACEBACK_HEAD):
         return stack + "\n"  # as traceback formats it: the description was stripped
     return f"{type(exc).__name__}: {exc.description}"
 
 
-def _safe_str(exc: BaseException) -> str:
+def exception_message(exc: BaseException) -> str:
+    """``str(exc)``, or a placeholder for a user exception whose ``__str__`` raises."""
     try:
         return str(exc)
     except Exception:  # a user exception whose __str__ raises

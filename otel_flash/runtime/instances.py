@@ -15,7 +15,10 @@ _log = logging.getLogger("flash.instances")
 
 @dataclass(slots=True)
 class Instance:
-    """A live instance and its bookkeeping, as reported in ``instance_info``."""
+    """A live instance and its bookkeeping, as reported in ``instance_info``.
+
+    Concurrent requests may call methods of one instance: ``lock`` guards the bookkeeping.
+    """
 
     instance_id: str
     class_name: str
@@ -27,17 +30,20 @@ class Instance:
 
     def info(self) -> dict[str, Any]:
         """The ``instance_info`` of a response."""
+        with self.lock:
+            calls, last_used = self.method_calls, self.last_used
         return {
             "class_name": self.class_name,
             "created_at": self.created_at.isoformat(),
-            "method_calls": self.method_calls,
-            "last_used": self.last_used.isoformat(),
+            "method_calls": calls,
+            "last_used": last_used.isoformat(),
         }
 
     def record_call(self) -> None:
-        """Count one method call now."""
-        self.method_calls += 1
-        self.last_used = datetime.now(UTC)
+        """Count one method call now (safe from concurrent requests)."""
+        with self.lock:
+            self.method_calls += 1
+            self.last_used = datetime.now(UTC)
 
 
 class InstanceRegistry:
