@@ -138,7 +138,7 @@ class FlashConfig:
     functions_module: str | None = None
     echo_lines: EchoLines = "auto"
 
-    # The HTTP worker (server.py, guard.py, cli.py serve)
+    # The HTTP worker (server.py, http/, cli.py serve)
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     allow_unauthenticated: bool = False
     http_docs: bool = False

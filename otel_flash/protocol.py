@@ -71,7 +71,7 @@ class FunctionRequest(BaseModel):
 
     @model_validator(mode="after")
     def _check_target(self) -> FunctionRequest:
-        """A name is required; code is not (without it the target is deployed: see targets.py)."""
+        """A name is required; code is not (without it the target is deployed: see runtime/targets.py)."""
         if self.execution_type == "function":
             _require(self.function_name, "function_name", "execution_type 'function'")
         else:

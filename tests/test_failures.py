@@ -25,7 +25,7 @@ inner()
 def outer():
     return 1
 """
-WORKER_FILES = ("executor.py", "calls.py", "isolation.py", "targets.py", "loader.py", "otel_flash")
+WORKER_FILES = ("executor.py", "calls.py", "session.py", "targets.py", "source.py", "otel_flash")
 
 
 @pytest.fixture(params=["thread", "process"])
