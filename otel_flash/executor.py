@@ -22,6 +22,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.trace import SpanKind
 
 from otel_flash import threads
+from otel_flash._internal import SdkDiagnostics
 from otel_flash.bridge import LogBridge
 from otel_flash.calls import Call as _Call
 from otel_flash.calls import Outcome, perform_async, perform_sync
@@ -75,6 +76,7 @@ class RemoteExecutor:
         self._redact = Redactor(self.config.secret_values)
         self._lines = LineSink(provider.get_logger("flash.stdio"), self._redact, self._records_wanted)
         self._bridge = LogBridge(provider, level, self._redact)
+        self._bridge.handler.addFilter(SdkDiagnostics())
         self._stdio = StdioRouting(self._capture.current, self._lines) if self.config.capture_stdio else None
         if self.config.propagate_threads:
             threads.acquire()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO, TypeVar
@@ -57,15 +58,22 @@ class Telemetry:
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Export what batch processors hold; gives up after ``timeout_millis`` (returns False)."""
-        actions = [_flush_action(provider, timeout_millis) for provider in self._providers()]
+        actions = [(provider, _flush_action(provider, timeout_millis)) for provider in self._providers()]
         return _run_bounded(actions, timeout_millis / 1000, "flushing telemetry")
 
     def shutdown(self) -> None:
-        """Flush, then shut down the providers built here; bounded by ``shutdown_timeout_s``."""
+        """Flush, then shut down the providers built here; bounded by ``shutdown_timeout_s``.
+
+        The limit bounds the whole shutdown of a provider, however many telemetries
+        share it: when an earlier flush or shutdown of one of these providers is still
+        stuck on the collector, this one waits no later than that one's deadline.
+        """
         actions = []
         for provider in self._providers():
             owned = self.owned and not any(provider is other for other in self.borrowed)
-            actions.append(_shutdown_action(provider) if owned else _flush_action(provider, 30_000))
+            actions.append(
+                (provider, _shutdown_action(provider) if owned else _flush_action(provider, 30_000))
+            )
         _run_bounded(actions, self.shutdown_timeout_s, "shutting telemetry down")
         for ledger in self.ledgers:
             ledger.report_final()
@@ -175,23 +183,30 @@ def _shutdown_action(provider: Any) -> Callable[[], object]:
     return shutdown if callable(shutdown) else (lambda: None)
 
 
-def _run_bounded(actions: list[Callable[[], object]], timeout_s: float, what: str) -> bool:
-    """Run ``actions`` side by side in daemon threads; wait for them at most ``timeout_s``.
+def _run_bounded(actions: list[tuple[object, Callable[[], object]]], timeout_s: float, what: str) -> bool:
+    """Run each provider's action side by side in daemon threads; wait for them at most ``timeout_s``.
 
     An exporter stuck on an unresponsive collector keeps its thread until its own
-    request deadline; the caller is never held past ``timeout_s``.
+    request deadline; the caller is never held past ``timeout_s``, nor past the
+    deadline of an earlier action on the same providers that is still stuck.
     """
+    deadline = _stuck.deadline([provider for provider, _ in actions], time.monotonic() + timeout_s)
     results: list[object] = []
     threads = [
         threading.Thread(target=_collect, args=(action, results, what), name="flash-telemetry", daemon=True)
-        for action in actions
+        for _, action in actions
     ]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + timeout_s
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
-    if any(thread.is_alive() for thread in threads):
+    stuck = [
+        (provider, thread)
+        for (provider, _), thread in zip(actions, threads, strict=True)
+        if thread.is_alive()
+    ]
+    if stuck:
+        _stuck.remember(stuck, deadline)
         internal_logger().warning(
             "telemetry: %s did not finish within %.1f s (is the collector reachable?); "
             "not waiting any longer",
@@ -200,6 +215,44 @@ def _run_bounded(actions: list[Callable[[], object]], timeout_s: float, what: st
         )
         return False
     return all(result is not False for result in results)
+
+
+class _StuckActions:
+    """Flushes and shutdowns still running past their deadline, by provider.
+
+    The executor flushes providers a host (the CLI, say) then shuts down; with the
+    collector down, each would wait the full limit. A later action on a provider
+    whose earlier action is still stuck shares that earlier deadline instead.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_provider: weakref.WeakKeyDictionary[object, tuple[threading.Thread, float]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def deadline(self, providers: list[object], proposed: float) -> float:
+        """``proposed``, or an earlier deadline of a still-running action on one of ``providers``."""
+        with self._lock:
+            earlier = [self._by_provider.get(provider) for provider in providers if _weakrefable(provider)]
+        pending = [
+            limit for found in earlier if found is not None and found[0].is_alive() for limit in [found[1]]
+        ]
+        return min([proposed, *pending])
+
+    def remember(self, stuck: list[tuple[object, threading.Thread]], deadline: float) -> None:
+        """Record threads still running for their providers past ``deadline``."""
+        with self._lock:
+            for provider, thread in stuck:
+                if _weakrefable(provider):
+                    self._by_provider[provider] = (thread, deadline)
+
+
+def _weakrefable(provider: object) -> bool:
+    return hasattr(type(provider), "__weakref__")
+
+
+_stuck = _StuckActions()
 
 
 def _collect(action: Callable[[], object], results: list[object], what: str) -> None:
