@@ -19,6 +19,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.trace import SpanKind
 
 from otel_flash import threads
@@ -33,6 +34,7 @@ from otel_flash.failures import describe_error, record_failure
 from otel_flash.instances import InstanceRegistry
 from otel_flash.isolation import ProcessIsolation
 from otel_flash.loader import CodeCache
+from otel_flash.metrics import ExecutionFacts
 from otel_flash.observation import records_observed, spans_observed, unobserved_span
 from otel_flash.phases import Phase, RunState
 from otel_flash.propagation import extract_context, format_trace_id
@@ -53,7 +55,9 @@ class RemoteExecutor:
     """Runs :class:`FunctionRequest` s, each as a ``flash.execute`` trace with its log captured.
 
     Without arguments it builds its own SDK providers (or uses SDK global providers if
-    the host configured them) and reads :meth:`FlashConfig.from_env`. One executor
+    the host configured them) and reads :meth:`FlashConfig.from_env`. Execution metrics
+    go to ``meter_provider`` (else an SDK global one, else one built when metrics are
+    exported). One executor
     serves many requests at once, from threads and from asyncio tasks. Call
     :meth:`shutdown` (or use it as a context manager) to remove its logging bridge and
     stream routing and flush telemetry.
@@ -65,9 +69,11 @@ class RemoteExecutor:
         *,
         tracer_provider: trace.TracerProvider | None = None,
         logger_provider: LoggerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self.config = config if config is not None else FlashConfig.from_env()
-        self._telemetry = resolve_telemetry(self.config, tracer_provider, logger_provider)
+        self._telemetry = resolve_telemetry(self.config, tracer_provider, logger_provider, meter_provider)
+        self._metrics = self._telemetry.metrics
         provider = self._telemetry.logger_provider
         self._tracer = self._telemetry.tracer_provider.get_tracer("otel_flash")
         level = logging.getLevelNamesMapping()[self.config.log_level]
@@ -211,6 +217,8 @@ class RemoteExecutor:
             fields.setdefault("instance_id", state.instance.instance_id)
             fields.setdefault("instance_info", state.instance.info())
         total_ms = (time.perf_counter_ns() - started) / 1e6
+        if self._metrics is not None:
+            self._metrics.record(_facts(root, state, fields["success"], total_ms, captured))
         report = report_line(
             fields["trace_id"],
             total_ms,
@@ -352,6 +360,25 @@ def _advance(steps: Generator[_Call, Any, FunctionResponse], outcome: Outcome) -
     except StopIteration as stop:
         response: FunctionResponse = stop.value
         return response
+
+
+def _facts(
+    root: trace.Span, state: RunState, success: bool, total_ms: float, captured: CapturedLog
+) -> ExecutionFacts:
+    """What the metrics of one execution are made of: timings and counts already at hand."""
+    execution_type = state.root_attributes.get("flash.execution_type", "unknown")
+    return ExecutionFacts(
+        root.get_span_context(),
+        success,
+        execution_type,
+        state.phases_ms,
+        state.failed_phase,
+        total_ms,
+        captured.total_lines,
+        captured.omitted_lines,
+        captured.omitted_bytes,
+        state.installs,
+    )
 
 
 def _carrier_of(payload: RequestLike) -> Mapping[str, str] | None:

@@ -1,8 +1,9 @@
 """Which tracer, logger and meter providers an executor uses, and how to build SDK ones.
 
 Providers built here get the exporters :class:`~otel_flash.export.ExportSettings`
-asks for, and a :class:`~otel_flash.metrics.SpanMetricsProcessor` when metrics are
-exported. Providers a caller passes in are used as they are: nothing is added to them.
+asks for; when metrics are exported, executions record them through
+:class:`~otel_flash.metrics.ExecutionMetrics` on the meter provider. Providers a caller passes
+in are used as they are: nothing is added to them.
 Flushing and shutting down never take longer than ``export.shutdown_timeout_s``,
 however unresponsive the collector is.
 """
@@ -28,7 +29,7 @@ from otel_flash.config import FlashConfig
 from otel_flash.delivery import DeliveryLedger
 from otel_flash.exceptions import ConfigError
 from otel_flash.exporters import build_pipeline
-from otel_flash.metrics import SpanMetricsProcessor
+from otel_flash.metrics import ExecutionMetrics
 
 _P = TypeVar("_P")
 
@@ -55,6 +56,11 @@ class Telemetry:
     ledgers: tuple[DeliveryLedger, ...] = ()
     shutdown_timeout_s: float = 5.0
     borrowed: tuple[object, ...] = ()
+
+    @property
+    def metrics(self) -> ExecutionMetrics | None:
+        """Where executions record their metrics; None when nothing collects them."""
+        return ExecutionMetrics.of(self.meter_provider) if self.meter_provider is not None else None
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Export what batch processors hold; gives up after ``timeout_millis`` (returns False)."""
@@ -95,7 +101,7 @@ def build_providers(config: FlashConfig, *, console: TextIO | None = None) -> Te
 
     ``console`` receives the output of ``console`` exporters (default: the real stdout).
     """
-    return _build(config, None, None, console)
+    return _build(config, None, None, console, None)
 
 
 def configure_telemetry(config: FlashConfig | None = None) -> Telemetry:
@@ -120,8 +126,13 @@ def resolve_telemetry(
     config: FlashConfig,
     tracer_provider: trace.TracerProvider | None,
     logger_provider: LoggerProvider | None,
+    meter_provider: MeterProvider | None = None,
 ) -> Telemetry:
-    """Explicit providers first, then SDK global providers, else fresh ones of our own."""
+    """Explicit providers first, then SDK global providers, else fresh ones of our own.
+
+    Metrics go to ``meter_provider``, else to an SDK global meter provider, else to
+    one built here when metrics are exported.
+    """
     if logger_provider is not None and not isinstance(logger_provider, LoggerProvider):
         msg = "logger_provider must be an SDK LoggerProvider (opentelemetry.sdk._logs.LoggerProvider)"
         raise ConfigError(msg)
@@ -129,9 +140,12 @@ def resolve_telemetry(
     global_logger = get_logger_provider()
     tracer = tracer_provider or (global_tracer if isinstance(global_tracer, TracerProvider) else None)
     logger = logger_provider or (global_logger if isinstance(global_logger, LoggerProvider) else None)
+    global_meter = metrics.get_meter_provider()
+    meter = meter_provider or (global_meter if isinstance(global_meter, MeterProvider) else None)
     if tracer is not None and logger is not None:
-        return Telemetry(tracer, logger, owned=False, shutdown_timeout_s=config.export.shutdown_timeout_s)
-    return _build(config, tracer, logger, None)
+        timeout_s = config.export.shutdown_timeout_s
+        return Telemetry(tracer, logger, owned=False, meter_provider=meter, shutdown_timeout_s=timeout_s)
+    return _build(config, tracer, logger, None, meter)
 
 
 def _build(
@@ -139,20 +153,18 @@ def _build(
     tracer: trace.TracerProvider | None,
     logger: LoggerProvider | None,
     console: TextIO | None,
+    meter: MeterProvider | None,
 ) -> Telemetry:
     """Build what is missing; exporters go only on what is built here."""
-    given = tuple(provider for provider in (tracer, logger) if provider is not None)
+    given = tuple(provider for provider in (tracer, logger, meter) if provider is not None)
     resource = build_resource(config)
     pipeline = build_pipeline(config.export, console)
-    meter = None
-    if pipeline.metric_reader is not None and tracer is None:
+    if pipeline.metric_reader is not None and meter is None:
         meter = MeterProvider([pipeline.metric_reader], resource=resource, shutdown_on_exit=False)
     if tracer is None:
         own_tracer = _enabled(TracerProvider(resource=resource, shutdown_on_exit=False))
         if pipeline.span_processor is not None:
             own_tracer.add_span_processor(pipeline.span_processor)
-        if meter is not None:
-            own_tracer.add_span_processor(SpanMetricsProcessor(meter))
         tracer = own_tracer
     if logger is None:
         logger = _enabled(LoggerProvider(resource=resource, shutdown_on_exit=False))
