@@ -83,16 +83,20 @@ class DeliveryLedger:
 
     def accept(self, limit: int) -> bool:
         """Take one item if fewer than ``limit`` wait; otherwise count it dropped and refuse."""
+        return self.accept_many(1, limit) == 1
+
+    def accept_many(self, count: int, limit: int) -> int:
+        """Take as many of ``count`` items as fit under ``limit`` waiting; count the rest dropped.
+
+        Returns how many were taken (the first ones).
+        """
         with self._lock:
-            if self.accepted - self.handed >= limit:
-                self.queue_full += 1
-                refused = True
-            else:
-                self.accepted += 1
-                refused = False
-        if refused:
+            taken = max(0, min(count, limit - (self.accepted - self.handed)))
+            self.accepted += taken
+            self.queue_full += count - taken
+        if taken < count:
             self._report("the export queue is full")
-        return not refused
+        return taken
 
     def record_offered(self, count: int) -> None:
         """Count ``count`` items produced without a queue (a metric collection handed straight over)."""
@@ -263,6 +267,12 @@ class BoundedSpanProcessor(SpanProcessor):
         if span.context is None or not span.context.trace_flags.sampled:
             return  # the batch processor ignores these too; counting them would leak
         if self.ledger.accept(self._limit):
+            self._batch.on_end(span)
+
+    def on_end_many(self, spans: Sequence[ReadableSpan]) -> None:
+        """Queue several sampled spans at once (an execution's, see :mod:`otel_flash.spans`)."""
+        taken = self.ledger.accept_many(len(spans), self._limit)
+        for span in spans[:taken]:
             self._batch.on_end(span)
 
     def shutdown(self) -> None:

@@ -20,6 +20,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 
 from otel_flash import threads
@@ -42,6 +43,7 @@ from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
 from otel_flash.redaction import Redactor
 from otel_flash.render import LineRenderer, report_line
 from otel_flash.serialization import encode_result
+from otel_flash.spans import LightTracer, light_processors
 from otel_flash.stdio import LineSink, StdioRouting
 from otel_flash.targets import Target, TargetLoader
 from otel_flash.telemetry import resolve_telemetry
@@ -74,6 +76,7 @@ class RemoteExecutor:
         self.config = config if config is not None else FlashConfig.from_env()
         self._telemetry = resolve_telemetry(self.config, tracer_provider, logger_provider, meter_provider)
         self._metrics = self._telemetry.metrics
+        self._light: LightTracer | None = None
         provider = self._telemetry.logger_provider
         self._tracer = self._telemetry.tracer_provider.get_tracer("otel_flash")
         level = logging.getLevelNamesMapping()[self.config.log_level]
@@ -190,6 +193,7 @@ class RemoteExecutor:
         logging_before = self._reclaim_process_state()
         workspace = Workspace(cfg.workspace_path)
         state = RunState(workspace=workspace, spans_observed=spans_observed(self._telemetry.tracer_provider))
+        state.tracer = self._execution_tracer()
 
         def bound(context: otel_context.Context | None) -> otel_context.Context:
             return bind_workspace(workspace, self._capture.bind(log, context))
@@ -198,7 +202,7 @@ class RemoteExecutor:
         try:
             parent = bound(extract_context(_carrier_of(payload)))
             if state.spans_observed:
-                root = self._tracer.start_span("flash.execute", parent, SpanKind.SERVER, attributes)
+                root = state.tracer.start_span("flash.execute", parent, SpanKind.SERVER, attributes)
             else:
                 root = unobserved_span(parent)
             root_token = otel_context.attach(trace.set_span_in_context(root, parent))
@@ -349,7 +353,17 @@ class RemoteExecutor:
         return cap if cap is not None and (limit is None or limit > cap) else limit
 
     def _phase(self, name: str, state: RunState, attributes: Mapping[str, str] | None = None) -> Phase:
-        return Phase(self._tracer, name, state, attributes, self._redact)
+        return Phase(state.tracer or self._tracer, name, state, attributes, self._redact)
+
+    def _execution_tracer(self) -> trace.Tracer:
+        """Light spans (:mod:`otel_flash.spans`) when only our export queues take spans, else SDK ones."""
+        provider = self._telemetry.tracer_provider
+        processors = light_processors(provider)
+        if not processors or not isinstance(provider, TracerProvider):
+            return self._tracer
+        if self._light is None or self._light.processors != processors:
+            self._light = LightTracer(provider, processors)
+        return self._light
 
 
 def _advance(steps: Generator[_Call, Any, FunctionResponse], outcome: Outcome) -> _Call | FunctionResponse:

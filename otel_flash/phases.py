@@ -39,6 +39,7 @@ class RunState:
     workspace: Workspace | None = None
     root_attributes: dict[str, str] = field(default_factory=dict)
     spans_observed: bool = True
+    tracer: trace.Tracer | None = None
     installs: list[InstallFacts] = field(default_factory=list)
 
 
