@@ -84,7 +84,13 @@ def main() -> None:
         direct = _direct_function()
         executor.execute_sync(request)  # warm up: compile cache, loggers
         metered.execute_sync(request)
-        samples: dict[str, list[float]] = {"flash": [], "direct": [], "reference": [], "metered": []}
+        samples: dict[str, list[float]] = {
+            "flash": [],
+            "direct": [],
+            "reference": [],
+            "metered": [],
+            "metered path": [],
+        }
         sink = io.StringIO()
         for _ in range(REPEATS):  # interleaved, so drift hits all alike
             samples["flash"].append(_per_call_us(lambda: executor.execute_sync(request)))
@@ -92,21 +98,25 @@ def main() -> None:
                 samples["direct"].append(_per_call_us(direct))
             samples["reference"].append(_per_call_us(lambda: reference_style(reference_request)))
             started = time.perf_counter_ns()  # the collection (measurements made) is included
-            samples["metered"].append(_per_call_us(lambda: metered.execute_sync(request)))
+            samples["metered path"].append(_per_call_us(lambda: metered.execute_sync(request)))
             collect()
-            samples["metered"][-1] = (time.perf_counter_ns() - started) / CALLS / 1000
+            samples["metered"].append((time.perf_counter_ns() - started) / CALLS / 1000)
             sink.seek(0)
             sink.truncate()
-    flash, plain, reference, with_metrics = (
-        statistics.median(samples[key]) for key in ("flash", "direct", "reference", "metered")
+    flash, plain, reference, with_metrics, metrics_path = (
+        statistics.median(samples[key]) for key in ("flash", "direct", "reference", "metered", "metered path")
     )
     print(f"direct call (log + print + return):      {plain:8.1f} us")
     print(f"reference-style pipeline, no tracing:    {reference:8.1f} us")
     print(f"otel_flash execute_sync:                 {flash:8.1f} us")
-    print(f"  with metrics (collection included):    {with_metrics:8.1f} us")
+    print(f"  with metrics, execution's own path:    {metrics_path:8.1f} us")
+    print(f"  with metrics, collection included:     {with_metrics:8.1f} us")
     print(f"ratio otel_flash/reference-style:        {flash / reference:8.2f}x (goal <= 1.0x)")
     print(f"ratio otel_flash/direct:                 {flash / plain:8.2f}x")
-    print(f"ratio with metrics/without:              {with_metrics / flash:8.2f}x (goal <= 1.05x)")
+    print(
+        f"ratio with metrics/without:              {metrics_path / flash:8.2f}x on the execution's path, "
+        f"{with_metrics / flash:.2f}x with the collection (goal <= 1.05x)"
+    )
     phases = _phase_breakdown(request)
     print("span medians with spans and records recorded (in-memory exporters, the full path):")
     for name, micros in phases.items():
