@@ -62,7 +62,7 @@ _DURATION_BUCKETS_S = (
     60.0,
     300.0,
 )
-_DRAIN_AT = 4096  # pending executions that start a background drain between collections
+_DRAIN_AT = 1024  # pending executions that start a background drain between collections
 
 Labels = tuple[tuple[str, str], ...]
 
