@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-import pytest
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
 
@@ -24,22 +22,6 @@ def work(n):
     logging.getLogger("user").warning("working on %d", n)
     return n
 """
-
-
-@pytest.fixture
-def internal_reports() -> Iterator[list[str]]:
-    """Messages written to the ``flash.internal`` logger (the worker's own stderr)."""
-    messages: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    handler = Keep()
-    logger = logging.getLogger("flash.internal")
-    logger.addHandler(handler)
-    yield messages
-    logger.removeHandler(handler)
 
 
 def test_items_in_an_unanswered_export_count_as_not_exported() -> None:
