@@ -109,12 +109,12 @@ def main() -> None:
     print(f"direct call (log + print + return):      {plain:8.1f} us")
     print(f"reference-style pipeline, no tracing:    {reference:8.1f} us")
     print(f"otel_flash execute_sync:                 {flash:8.1f} us")
-    print(f"  with metrics, execution's own path:    {metrics_path:8.1f} us")
+    print(f"  with metrics, the executions' loop:    {metrics_path:8.1f} us")
     print(f"  with metrics, collection included:     {with_metrics:8.1f} us")
     print(f"ratio otel_flash/reference-style:        {flash / reference:8.2f}x (goal <= 1.0x)")
     print(f"ratio otel_flash/direct:                 {flash / plain:8.2f}x")
     print(
-        f"ratio with metrics/without:              {metrics_path / flash:8.2f}x on the execution's path, "
+        f"ratio with metrics/without:              {metrics_path / flash:8.2f}x in the loop, "
         f"{with_metrics / flash:.2f}x with the collection (goal <= 1.05x)"
     )
     phases = _phase_breakdown(request)
