@@ -137,6 +137,11 @@ class LightSpan(trace.Span):
         """The span's ids."""
         return self._context
 
+    @property
+    def attributes(self) -> Mapping[str, Any]:
+        """The attributes set so far (as an SDK span's ``attributes``)."""
+        return self._attributes
+
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
         """Set several attributes."""
         if self._end is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -58,3 +60,35 @@ def test_any_other_processor_or_sampler_keeps_sdk_spans() -> None:
     assert light_processors(plain) == ()
     sampled = TracerProvider(sampler=ALWAYS_ON, shutdown_on_exit=False)
     assert light_processors(sampled) == ()
+
+
+def test_light_dependency_span_carries_the_installer_facts() -> None:
+    """An already-satisfied requirement: its span says skipped, and it counts as a cache hit by installer."""
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider([reader], shutdown_on_exit=False)
+    with GrpcReceiver() as receiver:
+        telemetry = build_providers(FlashConfig().replace(export=_export(receiver.endpoint)))
+        request = function_request("def ok():\n    return 1\n", "ok")
+        request["dependencies"] = ["pytest"]
+        with RemoteExecutor(
+            tracer_provider=telemetry.tracer_provider,
+            logger_provider=telemetry.logger_provider,
+            meter_provider=meter_provider,
+        ) as executor:
+            assert executor.execute_sync(request).success
+        telemetry.shutdown()
+        assert receiver.received.wait_for(lambda got: "flash.dependencies.python" in got.span_names())
+        spans = {span.name: span for span in receiver.received.spans()}
+    assert spans["flash.dependencies.python"].attributes["flash.dependencies.skipped"] is True
+    installer = spans["flash.dependencies.python"].attributes["flash.dependencies.installer"]
+    data = reader.get_metrics_data()
+    hits = [
+        dict(point.attributes or {})
+        for resource in (data.resource_metrics if data else [])
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "flash.dependencies.cache_hits"
+        for point in metric.data.data_points
+    ]
+    assert hits == [{"flash.dependencies.kind": "python", "flash.dependencies.installer": installer}]
+    meter_provider.shutdown()
