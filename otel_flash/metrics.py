@@ -34,6 +34,7 @@ exemplar costs about 4 µs).
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -64,6 +65,7 @@ _DURATION_BUCKETS_S = (
     300.0,
 )
 _DRAIN_AT = 1024  # pending executions that start a background drain between collections
+_YIELD_EVERY = 32  # executions measured between two offers of the GIL to other threads
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -127,8 +129,10 @@ class ExecutionMetrics:
             pending, self._pending = self._pending, []
             self._draining = False
             try:
-                for facts in pending:
+                for index, facts in enumerate(pending, 1):
                     self._measure(facts)
+                    if not index % _YIELD_EVERY:
+                        time.sleep(0)  # let executions run: a drain must not hold the GIL for long
             except Exception:
                 internal_logger().exception("could not record the metrics of executions")
 
