@@ -29,7 +29,6 @@ import contextlib
 import gc
 import importlib
 import inspect
-import io
 import json
 import logging
 import os
@@ -55,13 +54,23 @@ from otel_flash import threads
 from otel_flash.bridge import LogBridge
 from otel_flash.exceptions import IsolationError
 from otel_flash.failures import describe_error
+from otel_flash.forwarders import TextForwarder
 from otel_flash.instances import InstanceRegistry
 from otel_flash.loader import CodeCache
+from otel_flash.modules import module_names, refuse_shadowing
 from otel_flash.protocol import parse_request
 from otel_flash.redaction import Redactor
 from otel_flash.serialization import encode_result
 from otel_flash.targets import TargetLoader
-from otel_flash.wire import Message, log_message, recv_frame, send_frame, span_message
+from otel_flash.wire import (
+    Message,
+    cut_strings,
+    encode_bounded,
+    frame_limit,
+    log_message,
+    recv_frame,
+    span_message,
+)
 from otel_flash.workspace import Workspace, bind_workspace
 
 _FAILED = 70  # EX_SOFTWARE: the child could not set itself up
@@ -188,7 +197,7 @@ def _redirect(out: int, err: int) -> None:
         stream = open(fd, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)  # noqa: SIM115  # lives as long as the process
         setattr(sys, f"__{name}__", stream)
         current = getattr(sys, name)
-        if isinstance(current, _Forwarder):
+        if isinstance(current, TextForwarder):
             current.original = stream
         else:
             setattr(sys, name, stream)
@@ -210,10 +219,12 @@ class _Child:
         self._call: Callable[[], Any] | None = None
         self._result: Any = None
         self._format: Any = "json"
+        line_bytes = int(settings.get("max_line_bytes") or 64 << 10)
+        self._limit = frame_limit(line_bytes)
         tracer_provider = _enabled(TracerProvider(resource=Resource({}), shutdown_on_exit=False))
         tracer_provider.add_span_processor(_SpanStreamer(self.send))
         logger_provider = _enabled(LoggerProvider(resource=Resource({}), shutdown_on_exit=False))
-        logger_provider.add_log_record_processor(_LogStreamer(self.send))
+        logger_provider.add_log_record_processor(_LogStreamer(self.send, line_bytes))
         # this process exists for this execution: the global API leads to its providers
         trace.set_tracer_provider(tracer_provider)
         set_logger_provider(logger_provider)
@@ -222,22 +233,35 @@ class _Child:
         if settings.get("propagate_threads"):
             threads.acquire()
         if settings.get("capture_stdio"):
-            sys.stdout = _Forwarder(sys.stdout, "stdout", self.send)
-            sys.stderr = _Forwarder(sys.stderr, "stderr", self.send)
+            chunk = self._limit // 16  # characters: JSON takes up to 12 bytes for one
+            sys.stdout = TextForwarder(sys.stdout, "stdout", self.send, chunk)
+            sys.stderr = TextForwarder(sys.stderr, "stderr", self.send, chunk)
 
     def attach(self, control: socket.socket) -> None:
         """Start sending to the worker on ``control``."""
         self._control = control
 
     def send(self, message: Message) -> None:
-        """Send one frame to the worker; if it is gone, so is this execution."""
+        """Send one frame to the worker, cut to fit its limit; if it is gone, so is this execution."""
         if self._control is None:
             return
+        frame = encode_bounded(message, self._limit)
         try:
             with self._lock:
-                send_frame(self._control, message)
+                self._control.sendall(frame)
         except OSError:
             os._exit(0)
+
+    def _encoded(self) -> Message:
+        """The result's fields; sent ahead in ``part`` frames when one frame cannot hold them."""
+        fields = encode_result(self._result, self._format)
+        text = json.dumps(fields, separators=(",", ":"))
+        if len(text) + 64 <= self._limit:
+            return {"op": "encoded", "fields": fields}
+        step = self._limit // 4  # JSON escapes '"' and '\\' in two bytes
+        for start in range(0, len(text), step):
+            self.send({"op": "part", "text": text[start : start + step]})
+        return {"op": "encoded", "parts": -(-len(text) // step)}
 
     def serve(self) -> int:
         """Answer the worker's requests until it says ``exit`` or goes away."""
@@ -260,7 +284,7 @@ class _Child:
                 self._result = _run_call(self._call)
                 return {"op": "returned"}
             if op == "serialize":
-                return {"op": "encoded", "fields": encode_result(self._result, self._format)}
+                return self._encoded()
             msg = f"unexpected {op!r} request"
             raise IsolationError(msg)
         except BaseException as exc:  # the user's, or ours: told to the worker either way
@@ -280,6 +304,11 @@ class _Child:
         if isinstance(workspace, str):
             os.chdir(workspace)  # safe here: nothing else runs in this process
             otel_context.attach(bind_workspace(Workspace(workspace)))
+        modules_path = message.get("modules_path")
+        if isinstance(modules_path, str):  # the request's modules: first on the path, for good
+            for name in module_names(modules_path):
+                refuse_shadowing(name)
+            sys.path.insert(0, modules_path)
         request = parse_request(message["request"])
         target = self._targets.load(request)  # function requests only: the worker refuses classes
         self._format = request.serialization_format
@@ -289,84 +318,12 @@ class _Child:
 
 def _flush_originals() -> None:
     for forwarder in (sys.stdout, sys.stderr):
-        if isinstance(forwarder, _Forwarder):
+        if isinstance(forwarder, TextForwarder):
             forwarder.flush_pending()
     for original in (sys.__stdout__, sys.__stderr__):
         if original is not None:
             with contextlib.suppress(Exception):
                 original.flush()
-
-
-class _Forwarder(io.TextIOBase):
-    """``sys.stdout``/``sys.stderr`` of the child: written lines go to the worker with their span.
-
-    Each thread's writes are gathered up to a newline first (``print`` writes the text
-    and the newline separately, and another thread may write in between). The worker
-    assembles and bounds lines exactly as it does for in-process ``print``; using the
-    control channel keeps them in order with the log records. Descriptor-level writes
-    bypass this and travel on the pipes.
-    """
-
-    _CHUNK = 1 << 20  # a longer pending text is sent without waiting for its newline
-
-    def __init__(self, original: Any, stream: str, send: Callable[[Message], None]) -> None:
-        super().__init__()
-        self.original = original
-        self._stream = stream
-        self._send = send
-        self._pending: dict[int, str] = {}
-
-    def write(self, text: str) -> int:
-        """Send the complete lines of this thread's writes to the worker, tagged with the current span."""
-        if not isinstance(text, str):
-            msg = f"write() argument must be str, not {type(text).__name__}"
-            raise TypeError(msg)
-        thread = threading.get_ident()
-        pending = self._pending.pop(thread, "") + text
-        cut = pending.rfind("\n") + 1
-        if len(pending) > self._CHUNK:
-            cut = len(pending)
-        if cut:
-            self._forward(pending[:cut])
-        if cut < len(pending):
-            self._pending[thread] = pending[cut:]
-        return len(text)
-
-    def flush_pending(self) -> None:
-        """Send what every thread wrote without a newline yet."""
-        while self._pending:
-            self._forward(self._pending.popitem()[1])
-
-    def _forward(self, text: str) -> None:
-        context = trace.get_current_span().get_span_context()
-        for start in range(0, len(text), self._CHUNK):
-            self._send(
-                {
-                    "op": "write",
-                    "stream": self._stream,
-                    "text": text[start : start + self._CHUNK],
-                    "trace_id": context.trace_id,
-                    "span_id": context.span_id,
-                    "flags": int(context.trace_flags),
-                }
-            )
-
-    def writable(self) -> bool:
-        """Always writable."""
-        return True
-
-    def isatty(self) -> bool:
-        """Never a terminal: progress bars fall back to plain lines, as in-process."""
-        return False
-
-    def fileno(self) -> int:
-        """The descriptor under it (a pipe to the worker as well)."""
-        return int(self.original.fileno())
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]  # TextIOBase declares it read-only
-        """UTF-8, as the worker decodes."""
-        return "utf-8"
 
 
 def _run_call(call: Callable[[], Any]) -> Any:
@@ -406,13 +363,18 @@ class _SpanStreamer(SpanProcessor):
 
 
 class _LogStreamer(LogRecordProcessor):
-    """Sends each log record to the worker as it is emitted, in the emitting thread."""
+    """Sends each log record to the worker as it is emitted, in the emitting thread.
 
-    def __init__(self, send: Callable[[Message], None]) -> None:
+    Its strings are cut at ``max_line_bytes`` characters first: the worker would cut the
+    line anyway, and a record must fit in a frame.
+    """
+
+    def __init__(self, send: Callable[[Message], None], max_chars: int) -> None:
         self._send = send
+        self._max_chars = max_chars
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        self._send(log_message(log_record))
+        self._send(cut_strings(log_message(log_record), self._max_chars))
 
     def shutdown(self) -> None:
         """Nothing is held."""

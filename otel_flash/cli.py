@@ -18,8 +18,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_flash.config import FlashConfig
 from otel_flash.exceptions import ConfigError, RequestError
 from otel_flash.executor import RemoteExecutor
+from otel_flash.guard import is_loopback_host
 from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
-from otel_flash.serialization import decode_value
+from otel_flash.serialization import decode_value, json_bytes, valid_unicode
 from otel_flash.telemetry import build_providers, configure_telemetry
 from otel_flash.tree import build_span_tree, format_span_tree
 
@@ -75,8 +76,11 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         '  POST /execute         a FunctionRequest (or {"input": ...}) in, the FunctionResponse out\n'
         "  POST /execute/stream  NDJSON: each log line as it is emitted, then the response\n"
         "  GET  /ping            health check\n"
-        "SIGTERM or Ctrl-C stops it gracefully: running requests finish, telemetry is flushed.",
-        epilog="example:\n  otel-flash serve --host 0.0.0.0 --port 8000\n",
+        "SIGTERM or Ctrl-C stops it gracefully: running requests finish, telemetry is flushed.\n"
+        "On an address other than loopback it refuses to start without an API key\n"
+        "(FLASH_API_KEY or --api-key) unless --allow-unauthenticated is given (exit code 2).",
+        epilog="example:\n"
+        "  FLASH_API_KEY=$(openssl rand -hex 32) otel-flash serve --host 0.0.0.0 --port 8000\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
@@ -88,6 +92,27 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="answer 413 to larger request bodies (default: FLASH_MAX_REQUEST_BYTES or 32 MiB)",
     )
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        default=None,
+        metavar="KEY",
+        help="require Authorization: Bearer KEY on /execute (repeat for rotation; default: FLASH_API_KEY,"
+        " comma separated); prefer FLASH_API_KEY, as arguments show in the process list",
+    )
+    serve.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        default=None,
+        help="listen on a non-loopback address without an API key, for a gateway that authenticates"
+        " (FLASH_ALLOW_UNAUTHENTICATED=1)",
+    )
+    serve.add_argument(
+        "--docs",
+        action="store_true",
+        default=None,
+        help="serve /docs, /redoc and /openapi.json (FLASH_HTTP_DOCS=1)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args.request, pretty=args.pretty, stream=args.stream, out=sys.stdout)
         if args.command == "serve":
-            return _serve(args.host, args.port, args.max_request_bytes)
+            return _serve(args.host, args.port, _serve_overrides(args))
     except ConfigError as exc:
         print(f"otel-flash: {exc}", file=sys.stderr)
         return 2
@@ -112,8 +137,9 @@ def _read_request(source: str) -> FunctionRequest:
 def _run(source: str, *, pretty: bool, stream: bool, out: TextIO) -> int:
     try:
         request = _read_request(source)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        print(f"otel-flash: cannot read request {source!r}: {exc}", file=sys.stderr)
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad UTF-8, JSON or integer
+        reason = "JSON nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        print(f"otel-flash: cannot read request {source!r}: {reason}", file=sys.stderr)
         return 2
     except RequestError as exc:
         print(f"otel-flash: {source!r}: {exc}", file=sys.stderr)
@@ -139,9 +165,9 @@ def _run(source: str, *, pretty: bool, stream: bool, out: TextIO) -> int:
         telemetry.shutdown()
     if pretty:
         tree = format_span_tree(build_span_tree(spans.get_finished_spans()))
-        out.write(format_pretty(response, tree, include_stdout=not stream))
+        out.write(valid_unicode(format_pretty(response, tree, include_stdout=not stream)))
     else:
-        out.write(response.model_dump_json(indent=2) + "\n")
+        out.write(json_bytes(response.model_dump(mode="json"), indent=2).decode() + "\n")
     return 0 if response.success else 1
 
 
@@ -156,10 +182,33 @@ class _LivePrinter:
         self._stream.flush()
 
 
-def _serve(host: str, port: int, max_request_bytes: int | None) -> int:
+def _serve_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields ``serve``'s options set (those given: the environment fills the rest)."""
+    given = {
+        "max_request_bytes": args.max_request_bytes,
+        "api_keys": tuple(args.api_key) if args.api_key else None,
+        "allow_unauthenticated": args.allow_unauthenticated,
+        "http_docs": args.docs,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def refuse_unauthenticated(host: str, config: FlashConfig) -> str | None:
+    """Why ``serve`` must not listen on ``host`` with ``config``, or None when it may."""
+    if is_loopback_host(host) or config.api_keys or config.allow_unauthenticated:
+        return None
+    return (
+        f"refusing to serve on {host!r} without an API key: anyone who reaches the port could run code."
+        " Set FLASH_API_KEY (or --api-key), or pass --allow-unauthenticated"
+        " (FLASH_ALLOW_UNAUTHENTICATED=1) when a gateway in front authenticates."
+    )
+
+
+def _serve(host: str, port: int, overrides: dict[str, Any]) -> int:
     try:
         import uvicorn
 
+        from otel_flash.connection_limits import uvicorn_options
         from otel_flash.server import create_app
     except ImportError as exc:
         print(
@@ -167,8 +216,11 @@ def _serve(host: str, port: int, max_request_bytes: int | None) -> int:
             file=sys.stderr,
         )
         return 2
-    overrides: dict[str, Any] = {} if max_request_bytes is None else {"max_request_bytes": max_request_bytes}
     config = FlashConfig.from_env(**overrides)
+    refusal = refuse_unauthenticated(host, config)
+    if refusal is not None:
+        print(f"otel-flash: {refusal}", file=sys.stderr)
+        return 2
     # The worker owns its process: its providers become the global ones, so spans that user
     # code starts with the plain OTel API (trace.get_tracer) join the executions' traces.
     telemetry = configure_telemetry(config)
@@ -178,7 +230,11 @@ def _serve(host: str, port: int, max_request_bytes: int | None) -> int:
     previous = {sig: signal.signal(sig, _ignore_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         uvicorn.run(
-            app, host=host, port=port, log_level=config.log_level.lower(), timeout_graceful_shutdown=30
+            app,
+            host=host,
+            port=port,
+            log_level=config.log_level.lower(),
+            **uvicorn_options(config),
         )
     finally:
         for sig, handler in previous.items():

@@ -21,7 +21,9 @@ DEFAULT_SECRET_PATTERNS = (
 )
 Installer = Literal["auto", "uv", "pip"]
 Isolation = Literal["thread", "process"]
+EchoLines = Literal["auto", "on", "off"]
 _LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
+MIN_API_KEY_LENGTH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +74,31 @@ class FlashConfig:
             text; :meth:`from_env` fills it from the variables matching the patterns.
         installers_get_secrets: pass the secret variables on to installer subprocesses
             (``FLASH_INSTALLERS_GET_SECRETS``); by default they are removed from their environment.
+        max_modules: files a request's ``modules`` may bring (``FLASH_MAX_MODULES``).
+        max_modules_bytes: total UTF-8 size of a request's ``modules`` (``FLASH_MAX_MODULES_BYTES``).
+        functions_module: the module a request naming a function or class without its
+            code (runpod-flash's deployed mode) imports it from (``FLASH_FUNCTIONS_MODULE``).
+        echo_lines: also write each captured line to the process's real stdout as it is
+            emitted, so a container log shows it live: ``on``, ``off``, or ``auto`` (on under
+            the RunPod handlers, off elsewhere; see :mod:`otel_flash.echo`) (``FLASH_ECHO_LINES``).
         export: where spans, log records and metrics are sent (the standard
             ``OTEL_*`` exporter variables; see :class:`otel_flash.export.ExportSettings`).
+        api_keys: keys the HTTP worker accepts as ``Authorization: Bearer <key>``; none
+            means no authentication (``FLASH_API_KEY``, comma separated for rotation). Each
+            is at least 16 characters and is added to ``secret_values``.
+        allow_unauthenticated: let ``otel-flash serve`` listen on a non-loopback address
+            without ``api_keys`` (``FLASH_ALLOW_UNAUTHENTICATED``), for a gateway that
+            authenticates.
+        http_docs: serve ``/docs``, ``/redoc`` and ``/openapi.json`` (``FLASH_HTTP_DOCS``).
+        max_connections: concurrent HTTP connections and requests; beyond, 503
+            (``FLASH_MAX_CONNECTIONS``).
+        keepalive_timeout_s: an idle keep-alive connection is closed after this long
+            (``FLASH_KEEPALIVE_TIMEOUT_S``).
+        header_timeout_s: a connection that has not sent its next request's headers this
+            long after it opened or after the previous response is closed
+            (``FLASH_HEADER_TIMEOUT_S``).
+        body_timeout_s: a request body not fully received this long after its headers
+            gets 408 (``FLASH_BODY_TIMEOUT_S``).
     """
 
     log_level: LogLevel = "INFO"
@@ -102,8 +127,23 @@ class FlashConfig:
     secret_env_patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
     secret_values: frozenset[str] = field(default_factory=frozenset, repr=False)
     installers_get_secrets: bool = False
+    max_modules: int = 256
+    max_modules_bytes: int = 8 << 20
+    functions_module: str | None = None
+    echo_lines: EchoLines = "auto"
+
+    # The HTTP worker (server.py, guard.py, cli.py serve)
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    allow_unauthenticated: bool = False
+    http_docs: bool = False
+    max_connections: int = 64
+    keepalive_timeout_s: float = 5.0
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
+        self._check_http()
+        self._check_runpod_parity()
         if self.isolation not in ("thread", "process"):
             msg = f"isolation must be 'thread' or 'process', got {self.isolation!r}"
             raise ConfigError(msg)
@@ -134,6 +174,35 @@ class FlashConfig:
             raise ConfigError(msg)
         if self.install_timeout_s <= 0:
             msg = f"install_timeout_s must be positive, got {self.install_timeout_s!r}"
+            raise ConfigError(msg)
+
+    def _check_http(self) -> None:
+        short = [key for key in self.api_keys if len(key) < MIN_API_KEY_LENGTH]
+        if short:
+            msg = f"an API key must be at least {MIN_API_KEY_LENGTH} characters ({len(short)} shorter)"
+            raise ConfigError(msg)
+        if self.max_connections < 1:
+            msg = f"max_connections must be at least 1, got {self.max_connections!r}"
+            raise ConfigError(msg)
+        for name in ("keepalive_timeout_s", "header_timeout_s", "body_timeout_s"):
+            value = getattr(self, name)
+            if not 0 < value < float("inf"):
+                msg = f"{name} must be a positive number of seconds, got {value!r}"
+                raise ConfigError(msg)
+        # Keys are secrets wherever otel_flash shows or exports text, however the config was built.
+        object.__setattr__(self, "secret_values", self.secret_values | frozenset(self.api_keys))
+
+    def _check_runpod_parity(self) -> None:
+        for name in ("max_modules", "max_modules_bytes"):
+            if getattr(self, name) < 1:
+                msg = f"{name} must be at least 1, got {getattr(self, name)!r}"
+                raise ConfigError(msg)
+        module = self.functions_module
+        if module is not None and not all(part.isidentifier() for part in module.split(".")):
+            msg = f"functions_module must be a dotted module name, got {module!r}"
+            raise ConfigError(msg)
+        if self.echo_lines not in ("auto", "on", "off"):
+            msg = f"echo_lines must be 'auto', 'on' or 'off', got {self.echo_lines!r}"
             raise ConfigError(msg)
 
     @classmethod
@@ -220,4 +289,15 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "install_options": ("FLASH_INSTALL_OPTIONS", _parse_argv),
     "installer_command": ("FLASH_INSTALLER_COMMAND", _parse_argv),
     "max_request_bytes": ("FLASH_MAX_REQUEST_BYTES", int),
+    "api_keys": ("FLASH_API_KEY", _parse_names),
+    "allow_unauthenticated": ("FLASH_ALLOW_UNAUTHENTICATED", parse_bool),
+    "http_docs": ("FLASH_HTTP_DOCS", parse_bool),
+    "max_connections": ("FLASH_MAX_CONNECTIONS", int),
+    "keepalive_timeout_s": ("FLASH_KEEPALIVE_TIMEOUT_S", float),
+    "header_timeout_s": ("FLASH_HEADER_TIMEOUT_S", float),
+    "body_timeout_s": ("FLASH_BODY_TIMEOUT_S", float),
+    "max_modules": ("FLASH_MAX_MODULES", int),
+    "max_modules_bytes": ("FLASH_MAX_MODULES_BYTES", int),
+    "functions_module": ("FLASH_FUNCTIONS_MODULE", str),
+    "echo_lines": ("FLASH_ECHO_LINES", str.lower),
 }

@@ -3,7 +3,7 @@
 Every entry is validated before any process starts (:mod:`otel_flash.requirements`).
 What is already installed at a matching version is skipped without starting a
 process. Installers run as argv lists (:mod:`otel_flash.installers`), their
-output streamed line by line into the execution's log (:mod:`otel_flash.process`),
+output streamed line by line into the execution's log (:mod:`otel_flash.installer_output`),
 under a time limit that kills their whole process group. One lock per target
 environment keeps two requests from running installers into it at once.
 """
@@ -26,6 +26,7 @@ from packaging.requirements import Requirement
 
 from otel_flash.config import FlashConfig, is_secret_name
 from otel_flash.exceptions import DependencyError
+from otel_flash.installer_output import ProcessOutcome, run_streamed
 from otel_flash.installers import (
     APT_ENVIRONMENT,
     PythonInstaller,
@@ -34,7 +35,6 @@ from otel_flash.installers import (
     apt_update_argv,
     choose_python_installer,
 )
-from otel_flash.process import ProcessOutcome, run_streamed
 from otel_flash.redaction import redact_all
 from otel_flash.requirements import check_system_packages, parse_requirements, unsatisfied
 

@@ -22,6 +22,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 
 from otel_flash import threads
 from otel_flash._internal import SdkDiagnostics
@@ -31,11 +32,14 @@ from otel_flash.calls import Outcome, perform_async, perform_sync
 from otel_flash.capture import CapturedLog, CaptureProcessor, ExecutionLog, LineSubscriber
 from otel_flash.config import FlashConfig
 from otel_flash.dependencies import DependencyInstaller
+from otel_flash.echo import LineEcho
+from otel_flash.faas import FAAS_COLDSTART, FAAS_TRIGGER, ColdStart
 from otel_flash.failures import describe_error, record_failure
 from otel_flash.instances import InstanceRegistry
 from otel_flash.isolation import ProcessIsolation
 from otel_flash.loader import CodeCache
 from otel_flash.metrics import ExecutionFacts
+from otel_flash.modules import MODULES_PHASE, ModuleFiles, ModuleImports, validate_modules
 from otel_flash.observation import records_observed, spans_observed, unobserved_span
 from otel_flash.phases import Phase, RunState
 from otel_flash.propagation import extract_context, format_trace_id
@@ -45,7 +49,7 @@ from otel_flash.render import LineRenderer, report_line
 from otel_flash.serialization import encode_result
 from otel_flash.spans import LightTracer, light_processors
 from otel_flash.stdio import LineSink, StdioRouting
-from otel_flash.targets import Target, TargetLoader
+from otel_flash.targets import Target, TargetLoader, with_deployed_code
 from otel_flash.telemetry import resolve_telemetry
 from otel_flash.workspace import Workspace, bind_workspace
 
@@ -91,6 +95,9 @@ class RemoteExecutor:
             threads.acquire()
         self._instances = InstanceRegistry(self.config.max_instances)
         self._targets = TargetLoader(CodeCache(), self._instances)
+        self._imports = ModuleImports()
+        self._coldstart = ColdStart()
+        self._echo = LineEcho() if self.config.echo_lines == "on" else None
         self._dependencies = DependencyInstaller(self.config)
         self._pool = ThreadPoolExecutor(self.config.max_workers, thread_name_prefix="flash-call")
         self._isolation = (
@@ -117,15 +124,18 @@ class RemoteExecutor:
         request: RequestLike,
         *,
         on_line: LineSubscriber | None = None,
-        attributes: Mapping[str, str] | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> FunctionResponse:
         """Run ``request`` in the calling thread and return its response; never raises for bad input.
 
         ``on_line`` receives each captured line as it is emitted, from the emitting thread
         and under the log's lock: it must be quick and must not log or print.
         ``attributes`` (a job id, say) are set on the ``flash.execute`` span.
+        ``trace_headers`` are the W3C headers of the transport that brought the request
+        (``traceparent``...): the caller's trace when the request has no ``trace_context``.
         """
-        steps = self._run(request, on_line, attributes)
+        steps = self._run(request, on_line, attributes, trace_headers)
         step = _advance(steps, (None, None))
         while isinstance(step, _Call):
             step = _advance(steps, perform_sync(step))
@@ -136,17 +146,22 @@ class RemoteExecutor:
         request: RequestLike,
         *,
         on_line: LineSubscriber | None = None,
-        attributes: Mapping[str, str] | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> FunctionResponse:
         """Run ``request`` without blocking the event loop; sync user code runs in a worker thread.
 
-        ``on_line`` and ``attributes`` as for :meth:`execute_sync`.
+        ``on_line``, ``attributes`` and ``trace_headers`` as for :meth:`execute_sync`.
         """
-        steps = self._run(request, on_line, attributes)
+        steps = self._run(request, on_line, attributes, trace_headers)
         step = _advance(steps, (None, None))
         while isinstance(step, _Call):
             step = _advance(steps, await perform_async(step, self._pool))
         return step
+
+    def wait_ready(self, timeout_s: float = 60.0) -> bool:
+        """Wait until the executor can serve at once (process isolation: its zygote imported)."""
+        return self._isolation is None or self._isolation.zygote.wait_ready(timeout_s)
 
     def in_execution(self) -> bool:
         """True when called inside one of this executor's executions (its log is bound)."""
@@ -183,13 +198,16 @@ class RemoteExecutor:
         self,
         payload: RequestLike,
         on_line: LineSubscriber | None,
-        attributes: Mapping[str, str] | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> Generator[_Call, Any, FunctionResponse]:
         started = time.perf_counter_ns()
         cfg = self.config
         log = ExecutionLog(cfg.max_log_lines, cfg.max_log_bytes, cfg.max_line_bytes)
         if on_line is not None:
             log.subscribe(on_line)
+        if self._echo is not None:
+            log.subscribe(self._echo)
         logging_before = self._reclaim_process_state()
         workspace = Workspace(cfg.workspace_path)
         state = RunState(workspace=workspace, spans_observed=spans_observed(self._telemetry.tracer_provider))
@@ -200,9 +218,12 @@ class RemoteExecutor:
 
         token = otel_context.attach(bound(None))  # a bad trace_context warns into this log
         try:
-            parent = bound(extract_context(_carrier_of(payload)))
+            parent = bound(_caller_context(payload, trace_headers))
+            coldstart = self._coldstart.take()
             if state.spans_observed:
-                root = state.tracer.start_span("flash.execute", parent, SpanKind.SERVER, attributes)
+                facts: dict[str, AttributeValue] = {FAAS_TRIGGER: "other", **(attributes or {})}
+                facts[FAAS_COLDSTART] = coldstart
+                root = state.tracer.start_span("flash.execute", parent, SpanKind.SERVER, facts)
             else:
                 root = unobserved_span(parent)
             root_token = otel_context.attach(trace.set_span_in_context(root, parent))
@@ -230,6 +251,7 @@ class RemoteExecutor:
             captured.kept,
             captured.omitted_lines,
             captured.omitted_bytes,
+            coldstart,
         )
         # fields are built here, not received: skip validating them again
         return FunctionResponse.model_construct(
@@ -289,7 +311,8 @@ class RemoteExecutor:
         return captured
 
     def _phases(self, payload: RequestLike, state: RunState) -> Generator[_Call, Any, dict[str, Any]]:
-        request = parse_request(payload)
+        request = with_deployed_code(parse_request(payload), self.config.functions_module)
+        validate_modules(request.modules, self.config.max_modules, self.config.max_modules_bytes)
         attributes = state.root_attributes
         attributes["flash.execution_type"] = request.execution_type
         if request.instance_id:
@@ -308,8 +331,32 @@ class RemoteExecutor:
             with self._phase("flash.dependencies.python", state):
                 yield _Call(self._dependencies.install_python, (request.dependencies,), where)
         limit = self._time_limit(request)
-        if self._isolation is not None:
-            return (yield from self._isolated_phases(self._isolation, request, state, limit))
+        files = yield from self._module_files(request, state)
+        try:
+            if self._isolation is not None:
+                return (yield from self._isolated_phases(self._isolation, request, state, limit, files))
+            with self._imports.active(files):
+                return (yield from self._local_phases(request, state, limit))
+        finally:
+            if files is not None:
+                files.close()
+
+    def _module_files(
+        self, request: FunctionRequest, state: RunState
+    ) -> Generator[_Call, Any, ModuleFiles | None]:
+        """The request's ``modules`` (validated already) written to a directory (None without any)."""
+        if not request.modules:
+            return None
+        with self._phase(MODULES_PHASE, state) as span:
+            span.set_attribute("flash.modules.count", len(request.modules))
+            files: ModuleFiles = yield _Call(ModuleFiles, (request.modules,))
+        return files
+
+    def _local_phases(
+        self, request: FunctionRequest, state: RunState, limit: float | None
+    ) -> Generator[_Call, Any, dict[str, Any]]:
+        """``isolation="thread"``: load, call and serialize in this process."""
+        attributes = state.root_attributes
         deadline = None if limit is None else time.monotonic() + limit
         with self._phase("flash.function.load", state):
             target: Target = yield _Call(self._targets.load, (request,), deadline=deadline, limit_s=limit)
@@ -325,10 +372,16 @@ class RemoteExecutor:
         return {"success": True, **encoded}
 
     def _isolated_phases(
-        self, isolation: ProcessIsolation, request: FunctionRequest, state: RunState, limit: float | None
+        self,
+        isolation: ProcessIsolation,
+        request: FunctionRequest,
+        state: RunState,
+        limit: float | None,
+        files: ModuleFiles | None,
     ) -> Generator[_Call, Any, dict[str, Any]]:
         """``isolation="process"``: load, call and serialize run in a child process (isolation.py)."""
-        session = isolation.session(request, limit, state.workspace)
+        modules_path = str(files.path) if files is not None else None
+        session = isolation.session(request, limit, state.workspace, modules_path)
         try:
             with self._phase("flash.function.load", state):
                 qualname = yield _Call(session.load)
@@ -403,3 +456,11 @@ def _carrier_of(payload: RequestLike) -> Mapping[str, str] | None:
         return None
     carrier = unwrap_envelope(payload).get("trace_context")
     return carrier if isinstance(carrier, Mapping) else None
+
+
+def _caller_context(payload: RequestLike, headers: Mapping[str, str] | None) -> otel_context.Context | None:
+    """The caller's context: the request's ``trace_context``, else the transport's trace headers."""
+    carrier = _carrier_of(payload)
+    if carrier:
+        return extract_context(carrier)
+    return extract_context(headers, origin="traceparent header")

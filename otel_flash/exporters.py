@@ -31,6 +31,8 @@ from otel_flash.delivery import (
     DeliveryLedger,
 )
 from otel_flash.export import ExportSettings, Signal, SignalExport
+from otel_flash.redacting import RedactingLogRecordExporter, RedactingSpanExporter
+from otel_flash.redaction import Redactor
 
 if TYPE_CHECKING:
     import grpc
@@ -47,22 +49,27 @@ class ExportPipeline:
     ledgers: tuple[DeliveryLedger, ...] = ()
 
 
-def build_pipeline(settings: ExportSettings, console: TextIO | None = None) -> ExportPipeline:
+def build_pipeline(
+    settings: ExportSettings, console: TextIO | None = None, redact: Redactor | None = None
+) -> ExportPipeline:
     """Processors and a reader for every enabled signal; ``console`` receives ``console`` exports.
 
     ``console`` defaults to the process's real stdout (``sys.__stdout__``), never a
-    user's captured one.
+    user's captured one. Every exporter is wrapped to redact what it exports (``redact``,
+    default: URL credentials and ``Authorization`` values only).
     """
+    redact = redact if redact is not None else Redactor()
     out = console if console is not None else (sys.__stdout__ or sys.stdout)
     spans = logs = None
     ledgers: list[DeliveryLedger] = []
     if settings.enabled("traces"):
         ledger = DeliveryLedger("spans", _destination(settings.traces, "traces"))
-        spans = BoundedSpanProcessor(build_span_exporter(settings.traces, out), settings.span_batch, ledger)
+        redacted = RedactingSpanExporter(build_span_exporter(settings.traces, out), redact)
+        spans = BoundedSpanProcessor(redacted, settings.span_batch, ledger)
         ledgers.append(ledger)
     if settings.enabled("logs"):
         ledger = DeliveryLedger("log records", _destination(settings.logs, "logs"))
-        exporter = build_log_exporter(settings.logs, out)
+        exporter = RedactingLogRecordExporter(build_log_exporter(settings.logs, out), redact)
         logs = BoundedLogRecordProcessor(exporter, settings.log_batch, ledger)
         ledgers.append(ledger)
     reader = None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import json
 import os
 import selectors
 import signal
@@ -44,13 +45,14 @@ from otel_flash.protocol import FunctionRequest
 from otel_flash.redaction import Redactor
 from otel_flash.relay import Relay
 from otel_flash.stdio import LineSink
-from otel_flash.wire import FrameReader, Message, send_frame
+from otel_flash.wire import FrameReader, Message, frame_limit, send_frame
 from otel_flash.workspace import Workspace
 from otel_flash.zygote import Zygote
 
 _DRAIN_S = 2.0  # after the child ended: a program it started may still hold the pipes
 _STATUS_WAIT_S = 5.0
 _PROPAGATOR = TraceContextTextMapPropagator()
+MAX_RESULT_BYTES = 256 << 20  # an encoded result, which a child sends in frame-sized parts
 CLASS_REFUSAL = "class instances are not supported with isolation='process'"
 
 
@@ -76,21 +78,29 @@ class ProcessIsolation:
                 "capture_stdio": config.capture_stdio,
                 "propagate_threads": config.propagate_threads,
                 "memory_limit_mb": config.memory_limit_mb,
+                "max_line_bytes": config.max_line_bytes,
             }
         )
         self.zygote.start()  # it imports while the worker gets ready
 
     def session(
-        self, request: FunctionRequest, limit_s: float | None, workspace: Workspace | None
+        self,
+        request: FunctionRequest,
+        limit_s: float | None,
+        workspace: Workspace | None,
+        modules_path: str | None = None,
     ) -> ProcessSession:
         """A session for one execution; no process is forked until :meth:`ProcessSession.load`.
+
+        ``modules_path`` is the directory holding the request's ``modules``: first on the
+        child's ``sys.path``.
 
         Raises:
             RequestError: the request asks for a class instance (not supported in this mode).
         """
         if request.execution_type == "class":
             raise RequestError(CLASS_REFUSAL)
-        return ProcessSession(self, request, limit_s, workspace)
+        return ProcessSession(self, request, limit_s, workspace, modules_path)
 
     def close(self) -> None:
         """Stop the zygote; children still running are killed with it."""
@@ -112,9 +122,11 @@ class ProcessSession:
         request: FunctionRequest,
         limit_s: float | None,
         workspace: Workspace | None,
+        modules_path: str | None = None,
     ) -> None:
         self._owner = owner
         self._request = request
+        self._modules_path = modules_path
         self._limit_s = limit_s
         self._workspace = workspace
         self._deadline: float | None = None
@@ -122,7 +134,9 @@ class ProcessSession:
         self._control: socket.socket | None = None
         self._selector = selectors.DefaultSelector()
         self._pipes: dict[int, tuple[str, codecs.IncrementalDecoder]] = {}
-        self._frames = FrameReader()
+        self._frames = FrameReader(frame_limit(owner.config.max_line_bytes))
+        self._parts: list[str] = []
+        self._parts_size = 0
         self._reply: Message | None = None
         self._lock = threading.Lock()
         self._busy = False
@@ -132,10 +146,14 @@ class ProcessSession:
         self._listening = False
 
     def load(self) -> str:
-        """Fork the child and load the function there; its qualified name."""
+        """Fork the child and load the function there; its qualified name.
+
+        The time limit starts once the child exists: a zygote still importing (the
+        worker's first request) is the worker's time, not the function's.
+        """
+        pid, control, out_r, err_r = self._owner.zygote.fork()
         if self._limit_s is not None:
             self._deadline = time.monotonic() + self._limit_s
-        pid, control, out_r, err_r = self._owner.zygote.fork()
         self._pid, self._control = pid, control
         self._selector.register(control, selectors.EVENT_READ)
         self._listening = True
@@ -151,6 +169,7 @@ class ProcessSession:
                 "sys_path": list(sys.path),
                 "environ": dict(os.environ),
                 "workspace": workspace,
+                "modules_path": self._modules_path,
             }
         )
         return str(reply.get("qualname", self._request.function_name))
@@ -161,11 +180,21 @@ class ProcessSession:
 
     def serialize(self) -> dict[str, Any]:
         """The response fields carrying the result, encoded in the child."""
-        fields = self._exchange({"op": "serialize", "carrier": _carrier()}).get("fields")
+        reply = self._exchange({"op": "serialize", "carrier": _carrier()})
+        fields = reply.get("fields") if "parts" not in reply else self._joined_parts(reply["parts"])
         if not isinstance(fields, dict) or not set(fields) <= {"result", "json_result"}:
             msg = "the function's process sent a malformed result"
             raise IsolationError(msg)
         return fields
+
+    def _joined_parts(self, count: object) -> object:
+        parts, self._parts, self._parts_size = self._parts, [], 0
+        if count != len(parts):
+            return None
+        try:
+            return json.loads("".join(parts))
+        except ValueError:
+            return None
 
     def finish(self) -> None:
         """Kill what is left of the child, take in its last output, release everything."""
@@ -241,11 +270,8 @@ class ProcessSession:
             return
         try:
             messages = self._frames.feed(data)
-        except IsolationError:
-            self._kill()
-            self._selector.unregister(self._control)
-            self._listening = False
-            raise
+        except IsolationError as exc:
+            raise self._refused(str(exc)) from None
         for message in messages:
             op = message.get("op")
             if op == "log":
@@ -254,8 +280,27 @@ class ProcessSession:
                 self._owner.relay.span(message)
             elif op == "write":
                 self._emit_write(message)
+            elif op == "part":
+                self._add_part(message)
             else:
                 self._reply = message
+
+    def _add_part(self, message: Message) -> None:
+        text = message.get("text")
+        size = len(text) if isinstance(text, str) else 0
+        if self._parts_size + size > MAX_RESULT_BYTES:
+            raise self._refused(f"a result of more than {MAX_RESULT_BYTES} bytes")
+        self._parts.append(text if isinstance(text, str) else "")
+        self._parts_size += size
+
+    def _refused(self, what: str) -> IsolationError:
+        """Kill the child, which sent something over a bound, and say so."""
+        self._kill()
+        if self._control is not None and self._listening:
+            self._selector.unregister(self._control)
+        self._listening = False
+        self._parts, self._parts_size = [], 0
+        return IsolationError(f"the function's process was killed: it sent {what}")
 
     def _read_pipe(self, fd: int) -> None:
         stream, decoder = self._pipes[fd]

@@ -15,18 +15,20 @@ _log = logging.getLogger("flash.propagation")
 _PROPAGATOR = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
 
 
-def extract_context(carrier: Mapping[str, str] | None) -> Context | None:
+def extract_context(
+    carrier: Mapping[str, str] | None, *, origin: str = "trace_context traceparent"
+) -> Context | None:
     """The caller's context from a W3C carrier, or None.
 
-    A malformed ``traceparent`` is ignored with a warning (the execution then
-    starts a new trace); it is never an error.
+    A malformed ``traceparent`` is ignored with a warning naming its ``origin``
+    (the execution then starts a new trace); it is never an error.
     """
     if not carrier:
         return None
     clean = {str(key).lower(): value for key, value in carrier.items() if isinstance(value, str)}
     context = _PROPAGATOR.extract(clean)
     if "traceparent" in clean and not trace.get_current_span(context).get_span_context().is_valid:
-        _log.warning("ignoring malformed trace_context traceparent %r", clean["traceparent"][:80])
+        _log.warning("ignoring malformed %s %r", origin, clean["traceparent"][:80])
     return context
 
 

@@ -2,8 +2,12 @@
 
 Field for field compatible with RunPod's runpod-flash client: a request that
 client sends (``model_dump(exclude_none=True)``, optionally wrapped as
-``{"input": {...}}``) is accepted as is. ``trace_context`` and ``trace_id`` are
-our additions; old clients ignore them.
+``{"input": {...}}``) is accepted as is. ``trace_context``, ``timeout_s`` and
+``trace_id`` are our additions; old clients ignore them.
+
+Two levels of "invalid": a body runpod-flash's own model accepts but we cannot run
+(an unknown ``execution_type``, say) is *model-valid* and gets a ``success: false``
+answer; :func:`reference_accepts` tells it from a body that is not a request at all.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class FunctionRequest(BaseModel):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     dependencies: list[str] | None = None
     system_dependencies: list[str] | None = None
+    modules: dict[str, str] = Field(default_factory=dict)
     execution_type: ExecutionType = "function"
     class_name: str | None = None
     class_code: str | None = None
@@ -66,12 +71,32 @@ class FunctionRequest(BaseModel):
 
     @model_validator(mode="after")
     def _check_target(self) -> FunctionRequest:
+        """A name is required; code is not (without it the target is deployed: see targets.py)."""
         if self.execution_type == "function":
             _require(self.function_name, "function_name", "execution_type 'function'")
-            _require(self.function_code, "function_code", "execution_type 'function'")
         else:
             _require(self.class_name, "class_name", "execution_type 'class'")
-            _require(self.class_code, "class_code", "execution_type 'class'")
+        return self
+
+    @property
+    def deployed(self) -> bool:
+        """True when the request names its target without sending its code."""
+        code = self.function_code if self.execution_type == "function" else self.class_code
+        return code is None
+
+
+class _ReferenceRequest(FunctionRequest):
+    """What runpod-flash's own ``FunctionRequest`` accepts: any string for the two options."""
+
+    execution_type: str = "function"  # type: ignore[assignment]  # wider than ours on purpose
+    serialization_format: str = "cloudpickle"  # type: ignore[assignment]  # wider than ours on purpose
+
+    @model_validator(mode="after")
+    def _check_target(self) -> _ReferenceRequest:
+        if self.execution_type == "function" and self.function_name is None:
+            raise ValueError("function_name is required when execution_type is 'function'")
+        if self.execution_type == "class" and self.class_name is None:
+            raise ValueError("class_name is required when execution_type is 'class'")
         return self
 
 
@@ -117,6 +142,19 @@ def parse_request(payload: FunctionRequest | Mapping[str, Any]) -> FunctionReque
         return FunctionRequest.model_validate(body)
     except ValidationError as exc:
         raise RequestError(describe_validation_error(exc)) from exc
+
+
+def reference_accepts(payload: Mapping[str, Any]) -> bool:
+    """True when runpod-flash's own model accepts ``payload`` (its envelope unwrapped).
+
+    Such a request gets a ``success: false`` answer even when we cannot run it; only
+    a body for which this is False is "not a request at all" (HTTP 422).
+    """
+    try:
+        _ReferenceRequest.model_validate(unwrap_envelope(payload))
+    except ValidationError:
+        return False
+    return True
 
 
 def unwrap_envelope(payload: Mapping[str, Any]) -> Mapping[str, Any]:

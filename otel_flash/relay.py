@@ -24,7 +24,9 @@ class Relay:
     ``TracerProvider._active_span_processor`` (there is no public way to hand a
     provider a span that ended elsewhere); with a provider that has none, the
     child's own spans are dropped and this is said once on ``flash.internal``.
-    Whatever the child sends is redacted here, and a malformed message is dropped.
+    Whatever the child sends is redacted here, and a malformed message is dropped, as
+    is a span of a trace other than the execution's (the one current when it arrives);
+    a log record or write naming another trace is re-emitted in the execution's span.
     """
 
     def __init__(
@@ -37,7 +39,7 @@ class Relay:
         self._on_end: Callable[[Any], None] | None = getattr(processor, "on_end", None)
         resource = getattr(tracer_provider, "resource", None)
         self._resource = resource if isinstance(resource, Resource) else Resource.get_empty()
-        self._warned = False
+        self._said: set[str] = set()
 
     def log(self, message: Message) -> None:
         """Emit the record in the current context (the execution's), with the child's ids."""
@@ -47,15 +49,20 @@ class Relay:
             internal_logger().exception("dropped a malformed log record from a function process")
 
     def context_of(self, message: Message) -> otel_context.Context:
-        """The current context with the span the child named in ``message`` as current span."""
+        """The current context with the span the child named in ``message`` as current span.
+
+        No span when the child named none; the current span itself when it named a span
+        of another trace.
+        """
+        current = otel_context.get_current()
         trace_id, span_id = int(message.get("trace_id") or 0), int(message.get("span_id") or 0)
+        if not (trace_id and span_id):
+            return trace.set_span_in_context(INVALID_SPAN, current)
+        if trace_id != _current_trace_id():
+            return current
         flags = TraceFlags(int(message.get("flags") or 0))
-        span = (
-            NonRecordingSpan(SpanContext(trace_id, span_id, False, flags))
-            if trace_id and span_id
-            else INVALID_SPAN
-        )
-        return trace.set_span_in_context(span, otel_context.get_current())
+        span = NonRecordingSpan(SpanContext(trace_id, span_id, False, flags))
+        return trace.set_span_in_context(span, current)
 
     def _record(self, message: Message) -> LogRecord:
         body = message.get("body")
@@ -82,16 +89,20 @@ class Relay:
             logger = self._loggers.setdefault(scope, self._logger_provider.get_logger(scope))
         return logger
 
+    def _say_once(self, warning: str) -> None:
+        if warning not in self._said:
+            self._said.add(warning)
+            internal_logger().warning(warning)
+
     def span(self, message: Message) -> None:
         """Hand the span to the worker's span processors as if it had ended here."""
         if self._on_end is None:
-            if not self._warned:
-                self._warned = True
-                internal_logger().warning(
-                    "spans of function processes are dropped: not an SDK TracerProvider"
-                )
+            self._say_once("spans of function processes are dropped: not an SDK TracerProvider")
             return
         try:
+            if int(message.get("trace_id") or 0) != _current_trace_id():
+                self._say_once("spans of other traces than their execution's are dropped")
+                return
             redact = self._redact.value
             message["attributes"] = {key: redact(value) for key, value in dict(message["attributes"]).items()}
             for event in message.get("events") or []:
@@ -99,3 +110,8 @@ class Relay:
             self._on_end(decode_span(message, self._resource))
         except Exception:
             internal_logger().exception("dropped a malformed span from a function process")
+
+
+def _current_trace_id() -> int:
+    """The trace of the execution being relayed (the worker's current span's)."""
+    return int(trace.get_current_span().get_span_context().trace_id)

@@ -109,10 +109,15 @@ def report_line(
     kept: int,
     omitted_lines: int,
     omitted_bytes: int,
+    coldstart: bool = False,
 ) -> str:
-    """The last stdout line: one summary of the execution, like Lambda's REPORT line."""
+    """The last stdout line: one summary of the execution, like Lambda's REPORT line.
+
+    ``coldstart=true`` ends the line of a worker's first execution.
+    """
     phases = "".join(f" {name}={ms:.2f}ms" for name, ms in phases_ms.items())
     return (
         f"REPORT trace_id={trace_id} duration={total_ms:.2f}ms{phases}"
         f" lines={kept} omitted_lines={omitted_lines} omitted_bytes={omitted_bytes}"
+        + (" coldstart=true" if coldstart else "")
     )

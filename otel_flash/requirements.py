@@ -1,10 +1,12 @@
 """Validating dependency entries before any process starts, and checking what is installed.
 
 Python entries must be PEP 508 requirements (``name[extras] specifier ; marker``
-or ``name @ URL``); system entries must be Debian package names, optionally with
-``:arch`` and ``=version``. Anything else (``--index-url ...``, ``-r file``,
+or ``name @ URL`` with an ``http``/``https`` URL); system entries must be Debian
+package names, optionally with ``:arch`` and ``=version``. Anything else (``--index-url ...``, ``-r file``,
 ``-e .``, empty strings, shell syntax) is refused, so no entry can ever be read
-as an installer option.
+as an installer option; so is a direct reference to anything but a remote archive
+(``pkg @ file:///dir``, ``pkg @ /path``, ``pkg @ git+https://...``): a local path
+would build code from the worker's own disk, in the worker.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import re
 from collections.abc import Iterable
 from importlib import metadata
+from urllib.parse import urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -48,11 +51,24 @@ def parse_requirements(entries: Iterable[str]) -> list[Requirement]:
             msg = f"refused Python dependency {redact_urls(entry)!r}: contains {''.join(bad)!r}"
             raise DependencyError(msg)
         try:
-            parsed.append(Requirement(entry))
+            requirement = Requirement(entry)
         except InvalidRequirement as exc:
             msg = f"refused Python dependency {redact_urls(entry)!r}: not a PEP 508 requirement"
             raise DependencyError(msg) from exc
+        if requirement.url is not None and not _remote(requirement.url):
+            msg = (
+                f"refused Python dependency {redact_urls(entry)!r}: only http and https URLs are installed"
+                " (local paths, file: and VCS URLs are refused)"
+            )
+            raise DependencyError(msg)
+        parsed.append(requirement)
     return parsed
+
+
+def _remote(url: str) -> bool:
+    """Whether a direct reference names an archive on a remote host (``http``/``https``)."""
+    parts = urlsplit(url)
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
 def check_system_packages(packages: Iterable[str]) -> list[str]:

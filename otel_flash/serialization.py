@@ -63,3 +63,20 @@ def encode_result(value: Any, fmt: SerializationFormat) -> dict[str, Any]:
         msg = f"result of type {type(value).__name__} is not JSON-encodable: {exc}"
         raise SerializationError(msg) from exc
     return {"json_result": value}
+
+
+def json_bytes(value: Any, *, indent: int | None = None) -> bytes:
+    """``value`` as UTF-8 JSON, whatever its strings hold (see :func:`valid_unicode`)."""
+    text = json.dumps(value, ensure_ascii=False, indent=indent)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return valid_unicode(text).encode()
+
+
+def valid_unicode(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD, so it can be encoded as UTF-8.
+
+    Lone surrogates come from undecodable bytes (a non-UTF-8 file name from ``os.listdir``).
+    """
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")

@@ -6,61 +6,71 @@ Routes:
     ``POST /execute/stream``: the same request, answered as NDJSON (see
     :mod:`otel_flash.streaming`): ``{"type": "log", ...}`` per captured line as it
     is emitted, then ``{"type": "response", ...}``.
-    ``GET /ping``: ``{"status": "healthy"}``; answered while sync user code runs,
-    because that code runs in the executor's worker threads.
+    ``GET /ping``: 204 while the worker initialises (executor, providers, zygote),
+    then 200 ``{"status": "healthy"}``; answered while user code runs. It makes no traces.
 
 Status codes: 200 for every execution, successful or not (``success`` says
-which); 400 for a body that is not JSON; 413 for a body over the size limit;
-422 for JSON that is not a valid request. A W3C ``traceparent`` (with
-``tracestate`` and ``baggage``) header continues the caller's trace unless the
-request carries its own ``trace_context``.
+which); 400 for a body that is not JSON (or a number too long, nesting too deep);
+401 without a valid API key; 408 for a body not received within ``body_timeout_s``;
+413 for a body over the size limit; 415 for a body that is not ``application/json``;
+421 for a foreign ``Host`` on a loopback bind; 422 for JSON that is not a request at
+all (runpod-flash's own model refuses it too; a request it accepts but we cannot run
+gets 200 with ``success: false``); 503 while the worker initialises or is over its connection cap (see
+:mod:`otel_flash.guard` and docs/worker.md).
+
+Tracing: the worker's one SERVER span is ``flash.execute``, with the OTel HTTP server
+attributes; a W3C ``traceparent`` (with ``tracestate`` and ``baggage``) header makes
+the caller's span its parent unless the request carries its own ``trace_context``.
+FastAPI's own request tracing is switched off for this app.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import inspect
 import logging
 import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from opentelemetry import trace
-from opentelemetry.trace import format_trace_id
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from otel_flash import __version__
 from otel_flash.config import FlashConfig
-from otel_flash.exceptions import ConfigError, RequestError
+from otel_flash.exceptions import ConfigError
 from otel_flash.executor import RemoteExecutor
-from otel_flash.protocol import FunctionRequest, parse_request, unwrap_envelope
+from otel_flash.faas import worker_init
+from otel_flash.guard import RequestGuard
+from otel_flash.intake import HttpJob, read_job
+from otel_flash.serialization import json_bytes
 from otel_flash.streaming import NDJSON_MEDIA_TYPE, ExecutionStreams, StreamEvent, event_json
 
 _log = logging.getLogger("flash.server")
-_TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
-JOB_ID_ATTRIBUTE = "flash.job_id"
-REQUEST_ID_ATTRIBUTE = "flash.request_id"
+PING_PATH = "/ping"
+EXECUTE_PATH = "/execute"
+STREAM_PATH = "/execute/stream"
+ExecutorFactory = Callable[[FlashConfig], RemoteExecutor]
 
 
-@dataclass(frozen=True, slots=True)
-class _Job:
-    """One validated HTTP request: what to run, how to answer, what to record on the root span."""
+class FlashJSONResponse(JSONResponse):
+    """A JSON response that stays valid whatever its strings hold (lone surrogates included)."""
 
-    request: FunctionRequest
-    enveloped: bool
-    attributes: Mapping[str, str]
+    def render(self, content: Any) -> bytes:
+        return json_bytes(content)
 
 
 class _Worker:
-    """State of one app: the executor (owned or injected), its streams, the body limit."""
+    """State of one app: the executor (owned or injected), its readiness, its streams, the limits."""
 
     def __init__(
         self,
         config: FlashConfig,
         executor: RemoteExecutor | None,
+        make_executor: ExecutorFactory,
         max_body_bytes: int,
         console_log: bool,
         shutdown_timeout_s: float,
@@ -68,14 +78,18 @@ class _Worker:
         self.config = config
         self.max_body_bytes = max_body_bytes
         self._executor = executor
+        self._make_executor = make_executor
         self._owned = executor is None
         self._console_log = console_log
         self._shutdown_timeout_s = shutdown_timeout_s
         self._streams: ExecutionStreams | None = None
+        self._console: _ConsoleHandler | None = None
+        self._ready = asyncio.Event()
+        self._failure: BaseException | None = None
 
     @property
     def executor(self) -> RemoteExecutor:
-        if self._executor is None:
+        if self._executor is None or not self._ready.is_set():
             msg = "the worker's executor is created when the app starts (ASGI lifespan)"
             raise RuntimeError(msg)
         return self._executor
@@ -88,17 +102,44 @@ class _Worker:
 
     @asynccontextmanager
     async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
-        """Create the executor (unless injected) at start-up; drain, flush and close at shutdown."""
-        if self._executor is None:
-            self._executor = RemoteExecutor(self.config)
-        console = _ConsoleHandler(self._executor, self.config) if self._console_log else None
-        _log.info("otel-flash worker %s ready", __version__)
+        """Initialise in the background (``/ping`` answers 204 meanwhile); drain, flush, close at shutdown."""
+        self._ready = asyncio.Event()
+        starting = asyncio.create_task(self._initialise()) if self._owned else None
+        if starting is None:
+            self._became_ready()
         try:
             yield
         finally:
-            await self._close(console)
+            if starting is not None:
+                await starting  # init runs in a thread that cannot be interrupted
+            await self._close()
 
-    async def _close(self, console: _ConsoleHandler | None) -> None:
+    async def _initialise(self) -> None:
+        try:
+            self._executor = await asyncio.to_thread(self._start_executor)
+        except Exception as exc:
+            self._failure = exc
+            _log.error("otel-flash worker failed to initialise: %s: %s", type(exc).__name__, exc)
+            return
+        self._became_ready()
+
+    def _start_executor(self) -> RemoteExecutor:
+        # serve installs its providers globally before the app starts: start-up is traced there
+        with worker_init(trace.get_tracer_provider()):
+            executor = self._make_executor(self.config)
+            if not executor.wait_ready():
+                _log.warning("the executor is not warm yet; the first request waits for it")
+        return executor
+
+    def _became_ready(self) -> None:
+        if self._console_log and self._executor is not None:
+            self._console = _ConsoleHandler(self._executor, self.config)
+        self._ready.set()
+        _log.info("otel-flash worker %s ready", __version__)
+
+    async def _close(self) -> None:
+        if not self._ready.is_set():
+            return
         left = await self.streams.drain(self._shutdown_timeout_s)
         if left:
             _log.warning("shutting down with %d streamed execution(s) still running", left)
@@ -107,50 +148,59 @@ class _Worker:
             await asyncio.to_thread(self.executor.shutdown)
         else:
             await asyncio.to_thread(self.executor.force_flush)
-        if console is not None:
-            console.remove()
+        if self._console is not None:
+            self._console.remove()
 
-    async def execute(self, request: Request) -> JSONResponse:
+    async def ping(self) -> Response:
+        """``GET /ping``: 204 while initialising, 200 once serving, 503 if initialisation failed.
+
+        It is open without a key, so a failure shows only its error's type here.
+        """
+        if self._ready.is_set():
+            return FlashJSONResponse(self._health())
+        if self._failure is not None:
+            return FlashJSONResponse({"status": "failed", "error": type(self._failure).__name__}, 503)
+        return Response(status_code=204)
+
+    def _health(self) -> dict[str, Any]:
+        """The ``/ping`` body of a worker that serves."""
+        return {"status": "healthy"}
+
+    async def execute(self, request: Request) -> Response:
         """``POST /execute``."""
-        job = await self._job(request)
-        response = await self.executor.execute(job.request, attributes=job.attributes)
+        job = await self._job(request, EXECUTE_PATH)
+        response = await self.executor.execute(
+            job.request, attributes=job.attributes, trace_headers=job.trace_headers
+        )
         body = response.model_dump(mode="json")
-        return JSONResponse({"output": body} if job.enveloped else body)
+        return FlashJSONResponse({"output": body} if job.enveloped else body)
 
     async def execute_stream(self, request: Request) -> StreamingResponse:
         """``POST /execute/stream``."""
-        job = await self._job(request)
-        events = self.streams.stream(job.request, attributes=job.attributes)
+        job = await self._job(request, STREAM_PATH)
+        events = self.streams.stream(job.request, attributes=job.attributes, trace_headers=job.trace_headers)
         return StreamingResponse(
             _ndjson(events),
             media_type=NDJSON_MEDIA_TYPE,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    async def _job(self, request: Request) -> _Job:
-        payload = _decode(await _read_body(request, self.max_body_bytes))
-        inner = unwrap_envelope(payload)
-        try:
-            parsed = parse_request(inner)
-        except RequestError as exc:
-            raise HTTPException(422, str(exc)) from exc
-        carrier = {name: request.headers[name] for name in _TRACE_HEADERS if name in request.headers}
-        # A server span the framework already opened from these headers (FastAPI's own OTel
-        # tracing) is the better parent: flash.execute then nests under it.
-        if carrier and not parsed.trace_context and not _in_server_span(carrier):
-            parsed = parsed.model_copy(update={"trace_context": carrier})
-        attributes: dict[str, str] = {}
-        if inner is not payload and isinstance(payload.get("id"), str):
-            attributes[JOB_ID_ATTRIBUTE] = payload["id"]
-        if "x-request-id" in request.headers:
-            attributes[REQUEST_ID_ATTRIBUTE] = request.headers["x-request-id"]
-        return _Job(parsed, inner is not payload, attributes)
+    def _check_serving(self) -> None:
+        if self._ready.is_set():
+            return
+        detail = (
+            f"the worker failed to initialise: {self._failure_text()}"
+            if self._failure is not None
+            else "the worker is still initialising; retry once GET /ping answers 200"
+        )
+        raise HTTPException(503, detail, headers={"Retry-After": "1"})
 
+    def _failure_text(self) -> str:
+        return f"{type(self._failure).__name__}: {self._failure}"
 
-def _in_server_span(carrier: dict[str, str]) -> bool:
-    """True when the current span already continues the trace the headers name."""
-    current = trace.get_current_span().get_span_context()
-    return current.is_valid and format_trace_id(current.trace_id) in carrier.get("traceparent", "")
+    async def _job(self, request: Request, route: str) -> HttpJob:
+        self._check_serving()
+        return await read_job(request, route, self.max_body_bytes, self.config.body_timeout_s)
 
 
 class _ConsoleHandler(logging.Handler):
@@ -187,62 +237,73 @@ def create_app(
     max_body_bytes: int | None = None,
     console_log: bool = False,
     shutdown_timeout_s: float = 30.0,
+    make_executor: ExecutorFactory = RemoteExecutor,
 ) -> FastAPI:
-    """The worker app.
+    """The worker app, behind its :class:`~otel_flash.guard.RequestGuard`.
 
     Args:
-        executor: run requests on this executor; the app flushes it at shutdown and
-            leaves closing it to the caller. Without one, the app creates its own from
-            ``config`` when it starts and shuts it down (flushing telemetry) when it stops.
-        config: settings for the app's own executor (default :meth:`FlashConfig.from_env`).
+        executor: run requests on this executor; the app serves at once, flushes it at
+            shutdown and leaves closing it to the caller. Without one, the app builds its
+            own with ``make_executor(config)`` in a thread when it starts (``/ping``
+            answers 204 meanwhile) and shuts it down (flushing telemetry) when it stops.
+        config: settings of the app (API keys, docs, limits) and of its own executor
+            (default :meth:`FlashConfig.from_env`).
         max_body_bytes: larger bodies get 413 (default ``config.max_request_bytes``).
         console_log: print the worker's own ``flash.*`` log lines (those outside
             executions) on stderr; ``otel-flash serve`` turns it on.
         shutdown_timeout_s: how long shutdown waits for streamed executions whose
             client went away.
+        make_executor: builds the app's own executor from ``config``.
     """
     settings = executor.config if executor is not None else config or FlashConfig.from_env()
     limit = settings.max_request_bytes if max_body_bytes is None else max_body_bytes
     if limit < 1:
         msg = f"max_body_bytes must be at least 1, got {limit!r}"
         raise ConfigError(msg)
-    worker = _Worker(settings, executor, limit, console_log, shutdown_timeout_s)
-    app = FastAPI(title="otel-flash worker", version=__version__, lifespan=worker.lifespan)
-    app.add_api_route("/ping", _ping, methods=["GET"], summary="Health check")
-    app.add_api_route("/execute", worker.execute, methods=["POST"], summary="Run one FunctionRequest")
+    worker = _Worker(settings, executor, make_executor, limit, console_log, shutdown_timeout_s)
+    docs = settings.http_docs
+    app = FastAPI(
+        title="otel-flash worker",
+        version=__version__,
+        lifespan=worker.lifespan,
+        default_response_class=FlashJSONResponse,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+        **_without_framework_telemetry(),
+    )
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_api_route(PING_PATH, worker.ping, methods=["GET"], summary="Health check")
+    app.add_api_route(EXECUTE_PATH, worker.execute, methods=["POST"], summary="Run one FunctionRequest")
     app.add_api_route(
-        "/execute/stream",
+        STREAM_PATH,
         worker.execute_stream,
         methods=["POST"],
         summary="Run one FunctionRequest, streaming its log lines as NDJSON",
     )
+    app.add_middleware(
+        RequestGuard,
+        api_keys=settings.api_keys,
+        allow_unauthenticated=settings.allow_unauthenticated,
+        open_paths=frozenset({PING_PATH}),
+        json_paths=frozenset({EXECUTE_PATH, STREAM_PATH}),
+    )
     return app
 
 
-async def _ping() -> dict[str, str]:
-    return {"status": "healthy"}
+def _without_framework_telemetry() -> dict[str, Any]:
+    """FastAPI (>= 0.165) traces requests itself; ``flash.execute`` is the one SERVER span here."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    off = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+    return {"telemetry": {**off, "auto_configure": False}}
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"request body of {declared} bytes is over the limit of {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(413, f"request body is over the limit of {limit} bytes")
-    return bytes(body)
-
-
-def _decode(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPException(400, f"malformed JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise HTTPException(422, f"request must be a JSON object, got {type(payload).__name__}")
-    return payload
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    """Error answers as ``{"detail": ...}``, valid JSON whatever the message holds."""
+    if not isinstance(exc, StarletteHTTPException):  # registered for this type only
+        raise exc
+    return FlashJSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
 
 
 async def _ndjson(events: AsyncGenerator[StreamEvent, None]) -> AsyncIterator[str]:

@@ -125,6 +125,11 @@ class StreamRouter(io.TextIOBase):
         """The original stream's encoding."""
         return getattr(self.original, "encoding", "utf-8") or "utf-8"
 
+    @property
+    def errors(self) -> str:  # type: ignore[override]  # TextIOBase declares it read-only
+        """The original stream's error handler (TextIOBase would answer None)."""
+        return getattr(self.original, "errors", "strict") or "strict"
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.original, name)
 

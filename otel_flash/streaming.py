@@ -16,14 +16,16 @@ The wire form of a stream is NDJSON, one :func:`event_json` object per line::
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.util.types import AttributeValue
+
 from otel_flash._internal import internal_logger
 from otel_flash.executor import RemoteExecutor, RequestLike
 from otel_flash.protocol import FunctionResponse
+from otel_flash.serialization import json_bytes
 
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 
@@ -47,7 +49,7 @@ def event_dict(event: StreamEvent) -> dict[str, Any]:
 
 def event_json(event: StreamEvent) -> str:
     """One NDJSON line (with its ``\\n``) for ``event``."""
-    return json.dumps(event_dict(event), ensure_ascii=False) + "\n"
+    return json_bytes(event_dict(event)).decode() + "\n"
 
 
 def dropped_marker(count: int) -> str:
@@ -118,15 +120,23 @@ class ExecutionStreams:
         return len(self._running)
 
     async def stream(
-        self, request: RequestLike, *, attributes: Mapping[str, str] | None = None
+        self,
+        request: RequestLike,
+        *,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """Yield a :class:`LogLine` per captured line as it is emitted, then the response.
 
+        ``attributes`` and ``trace_headers`` as for :meth:`RemoteExecutor.execute_sync`.
         Closing or cancelling the iterator early leaves the execution running.
         """
         loop = asyncio.get_running_loop()
         feed = _Feed(loop, self._max_pending)
-        task = loop.create_task(self._executor.execute(request, on_line=feed, attributes=attributes))
+        execution = self._executor.execute(
+            request, on_line=feed, attributes=attributes, trace_headers=trace_headers
+        )
+        task = loop.create_task(execution)
         self._running.add(task)
         task.add_done_callback(self._finished)
         # Lines are scheduled with call_soon_threadsafe before the task can finish, so

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -67,3 +68,29 @@ class TargetLoader:
             request.constructor_args, request.constructor_kwargs, request.serialization_format, "constructor_"
         )
         return self._instances.add(class_name, cls(*args, **kwargs), request.instance_id)
+
+
+def with_deployed_code(request: FunctionRequest, functions_module: str | None) -> FunctionRequest:
+    """A deployed request (a name without code) as one importing its target from ``functions_module``.
+
+    runpod-flash sends no code for a function deployed with the worker. The generated
+    code is one ``from MODULE import NAME``, so both isolation modes load it as any code.
+
+    Raises:
+        RequestError: no module is configured, or the name is not a Python identifier.
+    """
+    if not request.deployed:
+        return request
+    kind = request.execution_type
+    field = f"{kind}_code"
+    name = (request.function_name if kind == "function" else request.class_name) or ""
+    if functions_module is None:
+        msg = (
+            f"'{field}' is required for execution_type '{kind}'"
+            f" (this worker has no FLASH_FUNCTIONS_MODULE to find deployed {kind}s in)"
+        )
+        raise RequestError(msg)
+    if not name.isidentifier() or keyword.iskeyword(name):
+        msg = f"{kind}_name {name!r} is not a Python identifier"
+        raise RequestError(msg)
+    return request.model_copy(update={field: f"from {functions_module} import {name}\n"})

@@ -30,6 +30,7 @@ from otel_flash.delivery import DeliveryLedger
 from otel_flash.exceptions import ConfigError
 from otel_flash.exporters import build_pipeline
 from otel_flash.metrics import ExecutionMetrics
+from otel_flash.redaction import Redactor
 
 _P = TypeVar("_P")
 
@@ -158,7 +159,7 @@ def _build(
     """Build what is missing; exporters go only on what is built here."""
     given = tuple(provider for provider in (tracer, logger, meter) if provider is not None)
     resource = build_resource(config)
-    pipeline = build_pipeline(config.export, console)
+    pipeline = build_pipeline(config.export, console, Redactor(config.secret_values))
     if pipeline.metric_reader is not None and meter is None:
         meter = MeterProvider([pipeline.metric_reader], resource=resource, shutdown_on_exit=False)
     if tracer is None:

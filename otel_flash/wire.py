@@ -2,8 +2,10 @@
 
 Each frame is a 4-byte big-endian length and a JSON object. JSON, not pickle: the
 worker must never unpickle what a process running user code wrote, or that code
-could run in the worker. Finished spans and log records are flattened here into
-plain objects (:func:`span_message`, :func:`log_message`) and spans rebuilt on the
+could run in the worker. Every frame is bounded (:func:`frame_limit`, a few times
+``max_line_bytes``): the child cuts what it sends to fit (:func:`encode_bounded`), and
+the worker refuses a larger frame from its header alone. Finished spans and log records
+are flattened here into plain objects (:func:`span_message`, :func:`log_message`) and spans rebuilt on the
 worker's side (:func:`decode_span`); log records are re-emitted by
 :mod:`otel_flash.isolation`.
 """
@@ -25,14 +27,62 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from otel_flash.exceptions import IsolationError
 
 Message = dict[str, Any]
-MAX_FRAME_BYTES = 256 << 20
 _HEADER = struct.Struct(">I")
+_CUT_MARK = "...[cut]"
+_STUB_CHARS = 256
+
+
+def frame_limit(max_line_bytes: int) -> int:
+    """The largest frame either side accepts: a few lines' worth (JSON escapes a byte in 6 at most)."""
+    return 8 * max_line_bytes + (64 << 10)
 
 
 def encode_frame(message: Mapping[str, Any]) -> bytes:
     """One frame: header and JSON (ASCII-escaped, so lone surrogates survive)."""
     body = json.dumps(message, separators=(",", ":"), default=repr).encode("ascii")
     return _HEADER.pack(len(body)) + body
+
+
+def encode_bounded(message: Mapping[str, Any], limit: int) -> bytes:
+    """One frame of at most ``limit`` bytes: strings are cut, then nested values emptied, until it fits.
+
+    What a span or record cannot carry whole arrives cut rather than ending the execution.
+    """
+    frame = encode_frame(message)
+    for chars in (limit // 16, limit // 128):
+        if len(frame) <= limit:
+            return frame
+        frame = encode_frame(cut_strings(message, chars))
+    if len(frame) <= limit:
+        return frame
+    stub = {key: _stub_value(value) for key, value in message.items()}
+    return encode_frame(stub)
+
+
+def cut_strings(value: Any, chars: int, depth: int = 0) -> Any:
+    """``value`` with every string longer than ``chars`` cut to that length (and marked)."""
+    if isinstance(value, str):
+        return value if len(value) <= chars else value[:chars] + _CUT_MARK
+    if depth > 32:
+        return None
+    if isinstance(value, dict):
+        return {str(key)[:chars]: cut_strings(item, chars, depth + 1) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [cut_strings(item, chars, depth + 1) for item in value]
+    return value
+
+
+def _stub_value(value: Any) -> Any:
+    """A top-level value made small: strings cut short, maps emptied, lists of containers emptied."""
+    if isinstance(value, dict):
+        return {}
+    if isinstance(value, list | tuple):
+        return (
+            []
+            if any(isinstance(item, dict | list | tuple) for item in value)
+            else cut_strings(value, _STUB_CHARS)
+        )
+    return cut_strings(value, _STUB_CHARS)
 
 
 def send_frame(sock: socket.socket, message: Mapping[str, Any]) -> None:
@@ -73,7 +123,7 @@ class FrameReader:
 
     __slots__ = ("_buffer", "_max")
 
-    def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+    def __init__(self, max_frame_bytes: int) -> None:
         self._buffer = bytearray()
         self._max = max_frame_bytes
 
@@ -87,8 +137,8 @@ class FrameReader:
         messages: list[Message] = []
         while len(self._buffer) >= _HEADER.size:
             (size,) = _HEADER.unpack_from(self._buffer)
-            if size > self._max:
-                msg = f"a frame of {size} bytes is over the limit of {self._max}"
+            if size > self._max:  # refused from its header: the body is never read
+                msg = f"a frame of {size} bytes, over the limit of {self._max} bytes"
                 raise IsolationError(msg)
             end = _HEADER.size + size
             if len(self._buffer) < end:

@@ -42,6 +42,12 @@ class Zygote:
             if self._sock is None and not self._closed:
                 self._start()
 
+    def wait_ready(self, timeout: float) -> bool:
+        """Start the zygote unless it runs; True once it has imported and can fork."""
+        self.start()
+        with self._cond:
+            return self._cond.wait_for(lambda: self._ready or self._sock is None, timeout) and self._ready
+
     def _start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:

@@ -9,6 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,7 @@ def test_help_explains_commands_and_exit_codes() -> None:
         option in run.stdout for option in ("REQUEST", "--pretty", "--stream", "1  the execution failed")
     )
     assert all(option in serve.stdout for option in ("--host", "--port", "/execute/stream", "/ping"))
+    assert all(option in serve.stdout for option in ("--api-key", "--allow-unauthenticated", "--docs"))
 
 
 def test_run_prints_the_response_and_exits_0(tmp_path: Path) -> None:
@@ -93,9 +97,11 @@ def test_failed_execution_exits_1_with_the_response() -> None:
     [
         (None, "cannot read request"),
         ("{not json", "cannot read request"),
-        ('{"function_name": "f"}', "'function_code' is required"),
+        ('{"function_code": "x = 1"}', "'function_name' is required"),
+        ('{"function_name": "f", "args": [' + "7" * 6000 + "]}", "Exceeds the limit (4300 digits)"),
+        ('{"function_name": "f", "args": ' + "[" * 5000 + "]" * 5000 + "}", "JSON nested too deeply"),
     ],
-    ids=["missing-file", "malformed-json", "invalid-request"],
+    ids=["missing-file", "malformed-json", "invalid-request", "6000-digit-integer", "nested-5000-deep"],
 )
 def test_unusable_input_exits_2_with_a_message(tmp_path: Path, content: str | None, message: str) -> None:
     """A missing file, malformed JSON or an invalid request exits 2 and says why on stderr."""
@@ -106,6 +112,24 @@ def test_unusable_input_exits_2_with_a_message(tmp_path: Path, content: str | No
     assert done.returncode == 2
     assert done.stdout == ""
     assert message in done.stderr
+
+
+@pytest.mark.parametrize("pretty", [False, True])
+def test_run_prints_valid_output_for_lone_surrogates(tmp_path: Path, pretty: bool) -> None:
+    """An undecodable file name in the result and the lines: valid JSON (or text), no traceback."""
+    from tests.test_server import SHOWN, SURROGATE
+
+    done = run_cli(
+        "run", *(["--pretty"] if pretty else []), _write(tmp_path, function_request(SURROGATE, "odd"))
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    if pretty:
+        assert "report-" in done.stdout
+    else:
+        response = json.loads(done.stdout)
+        assert response["json_result"] == SHOWN
+        assert len(response["trace_id"]) == 32
 
 
 def test_pretty_shows_stdout_result_and_span_tree(tmp_path: Path) -> None:
@@ -143,23 +167,9 @@ def test_serve_runs_the_worker_and_stops_cleanly_on_sigterm() -> None:
 
     Its console shows the worker's own lines, not the lines of executions.
     """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [SCRIPT, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_ping(url, process)
-        answer = httpx.post(f"{url}/execute", json=function_request(HELLO, "hello", "srv"), timeout=60)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)
+    with serve(_env()) as served:
+        answer = httpx.post(f"{served.url}/execute", json=function_request(HELLO, "hello", "srv"), timeout=60)
+    out, err, process = served.out, served.err, served.process
     assert answer.json()["json_result"] == "Hello, srv!"
     assert process.returncode == 0, err
     assert "| INFO | flash.server | otel-flash worker 0.1.0 ready" in err
@@ -176,6 +186,41 @@ def _wait_for_ping(url: str, process: subprocess.Popen[str]) -> None:
         except httpx.TransportError:
             time.sleep(0.05)
     pytest.fail("otel-flash serve did not come up")
+
+
+@dataclass
+class Served:
+    """A running `otel-flash serve`: its URL and process; its output once stopped."""
+
+    url: str
+    process: subprocess.Popen[str]
+    out: str = ""
+    err: str = ""
+
+
+@contextmanager
+def serve(env: dict[str, str]) -> Iterator[Served]:
+    """`otel-flash serve` on a free loopback port with ``env``, up once /ping answers 200.
+
+    On exit it is stopped with SIGTERM and its stdout and stderr are kept on the yielded object.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [SCRIPT, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    served = Served(f"http://127.0.0.1:{port}", process)
+    try:
+        _wait_for_ping(served.url, process)
+        yield served
+    finally:
+        process.send_signal(signal.SIGTERM)
+        served.out, served.err = process.communicate(timeout=60)
 
 
 def test_run_exports_spans_and_logs_where_otel_variables_say(tmp_path: Path) -> None:
@@ -220,35 +265,21 @@ def test_serve_exports_user_spans_under_the_call(tmp_path: Path) -> None:
     and a traceparent header continues the caller's trace."""
     from tests.otlp_receivers import GrpcReceiver
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     with GrpcReceiver() as receiver:
         env = {**_env(), "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
-        process = subprocess.Popen(
-            [SCRIPT, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_for_ping(url, process)
+        with serve(env) as served:
             headers = {"traceparent": f"00-{caller_trace}-00f067aa0ba902b7-01"}
             answer = httpx.post(
-                f"{url}/execute", json=function_request(USER_SPAN, "traced"), headers=headers, timeout=60
+                f"{served.url}/execute",
+                json=function_request(USER_SPAN, "traced"),
+                headers=headers,
+                timeout=60,
             )
             assert answer.json()["json_result"] == "done"
             assert receiver.received.wait_for(lambda got: "user.work" in got.span_names())
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.communicate(timeout=60)
         spans = {span.name: span for span in receiver.received.spans() if span.trace_id == caller_trace}
     assert spans["user.work"].parent_span_id == spans["flash.function.call"].span_id
     assert spans["flash.function.call"].parent_span_id == spans["flash.execute"].span_id
-    # flash.execute continues the caller's span, through the framework's server span when there is one
-    ancestor = spans["flash.execute"].parent_span_id
-    while ancestor != "00f067aa0ba902b7":
-        ancestor = next(span.parent_span_id for span in spans.values() if span.span_id == ancestor)
+    # flash.execute is the one SERVER span: the caller's span is its parent, no framework span between
+    assert spans["flash.execute"].parent_span_id == "00f067aa0ba902b7"

@@ -41,6 +41,9 @@ def test_from_env_ignores_empty_values() -> None:
         ({"LOG_LEVEL": "LOUD"}, "log_level must be one of DEBUG, INFO, WARNING, ERROR"),
         ({"FLASH_MAX_LOG_BYTES": "0"}, "max_log_bytes must be at least 1"),
         ({"FLASH_CAPTURE_STDIO": "maybe"}, "expected true or false"),
+        ({"FLASH_MAX_MODULES": "0"}, "max_modules must be at least 1"),
+        ({"FLASH_FUNCTIONS_MODULE": "my-functions"}, "functions_module must be a dotted module name"),
+        ({"FLASH_ECHO_LINES": "sometimes"}, "echo_lines must be 'auto', 'on' or 'off'"),
     ],
 )
 def test_bad_values_are_reported(env: dict[str, str], message: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -19,11 +20,13 @@ from typing import Any
 
 import psutil
 import pytest
+from opentelemetry._logs import SeverityNumber
 from packaging.requirements import Requirement
 
 from otel_flash import DependencyError, FlashConfig, RemoteExecutor
 from otel_flash import dependencies as dependencies_module
 from otel_flash.dependencies import DependencyInstaller
+from otel_flash.installer_output import OutputLevels
 from otel_flash.installers import (
     PythonInstaller,
     apt_install_argv,
@@ -112,8 +115,8 @@ def test_installs_into_target_then_function_imports_it(
     assert lines[0] == f"INFO | installing {name}==1.0 with {installer}"
     assert lines[-1] == f"imported {module} 1.0"
     installer_lines = lines[1:-1]
-    if installer == "uv":  # uv writes its progress to stderr: WARN
-        assert f"WARN |  + {name}==1.0" in installer_lines
+    if installer == "uv":  # uv writes its progress to stderr, and it is still progress: INFO
+        assert f"INFO |  + {name}==1.0" in installer_lines
     else:
         assert f"INFO | Successfully installed {name}-1.0" in installer_lines
     span = telemetry.span("flash.dependencies.python")
@@ -207,6 +210,39 @@ def test_refused_entries_start_no_process(telemetry: TelemetryCapture, tmp_path:
     span = telemetry.span("flash.dependencies.python")
     assert span.attributes is not None
     assert "flash.dependencies.exit_code" not in span.attributes
+
+
+def _marker_package(root: Path) -> tuple[Path, Path]:
+    """A local package whose setup.py writes a marker file when anything builds it."""
+    package, marker = root / "markerpkg", root / "setup-ran"
+    package.mkdir()
+    (package / "setup.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n"
+        "from setuptools import setup\nsetup(name='markerpkg', version='1.0')\n"
+    )
+    return package, marker
+
+
+@pytest.mark.parametrize("form", ["file-url", "FILE-url", "absolute-path", "relative-path", "git-file-url"])
+def test_local_paths_and_vcs_urls_are_refused_before_any_process(
+    telemetry: TelemetryCapture, tmp_path: Path, form: str
+) -> None:
+    """A dependency naming a local directory or a VCS URL is refused by name; its setup.py never runs."""
+    package, marker = _marker_package(tmp_path)
+    entry = {
+        "file-url": f"markerpkg @ {package.as_uri()}",
+        "FILE-url": f"markerpkg @ FILE://{package}",
+        "absolute-path": f"markerpkg @ {package}",
+        "relative-path": "markerpkg @ ./markerpkg",
+        "git-file-url": f"markerpkg @ git+{package.as_uri()}",
+    }[form]
+    with _executor(telemetry, install_target=str(tmp_path / "t")) as executor:
+        response = executor.execute_sync(_use("json", entry))
+    assert not response.success
+    assert response.error is not None
+    assert response.error.startswith(f"refused Python dependency {entry!r}: only http and https URLs")
+    assert not marker.exists()
+    assert executor.execute_sync(function_request("def f():\n    return 1\n", "f")).success
 
 
 def test_canary_installer_runs_for_valid_entries_in_the_workspace(
@@ -311,12 +347,76 @@ def test_failed_install_names_package_and_exit_code(telemetry: TelemetryCapture,
     assert first == "installing flashdemo-does-not-exist==3.1 with uv failed: exit code 1"
     lines = _messages(response.stdout)
     assert lines[0] == "INFO | installing flashdemo-does-not-exist==3.1 with uv"
-    assert any("flashdemo-does-not-exist" in line and line.startswith("WARN") for line in lines[1:])
+    assert any("flashdemo-does-not-exist" in line and line.startswith("ERROR") for line in lines[1:])
     assert "ERROR | execution failed: DependencyError: " + response.error.splitlines()[0] in lines
     span = telemetry.span("flash.dependencies.python")
     assert span.attributes is not None
     assert span.attributes["flash.dependencies.exit_code"] == 1
     assert (telemetry.span("flash.execute").attributes or {})["flash.success"] is False
+
+
+def test_successful_uv_install_exports_info_records(telemetry: TelemetryCapture, tmp_path: Path) -> None:
+    """Every record a successful real uv install exports is INFO, though uv writes to stderr."""
+    build_wheel(tmp_path / "wheels", "flashdemo-levels", "1.0")
+    with _executor(telemetry, **_offline(tmp_path / "wheels", tmp_path / "t")) as executor:
+        response = executor.execute_sync(_use("flashdemo_levels", "flashdemo-levels==1.0"))
+    assert response.success, response.error
+    install = telemetry.span("flash.dependencies.python").context.span_id
+    records = [r.log_record for r in telemetry.log_records() if r.log_record.span_id == install]
+    bodies = [str(record.body) for record in records]
+    assert any(body.startswith("Resolved 1 package") for body in bodies), bodies
+    assert " + flashdemo-levels==1.0" in bodies
+    assert {(record.severity_text, record.severity_number) for record in records} == {
+        ("INFO", SeverityNumber.INFO)
+    }
+
+
+def test_failing_uv_install_exports_its_error_lines_as_errors(
+    telemetry: TelemetryCapture, tmp_path: Path
+) -> None:
+    """A failing real uv install exports its ``error:`` line and what follows it at ERROR."""
+    (tmp_path / "wheels").mkdir()
+    with _executor(telemetry, **_offline(tmp_path / "wheels", tmp_path / "t")) as executor:
+        response = executor.execute_sync(_use("json", "flashdemo-missing==1.0"))
+    assert not response.success
+    install = telemetry.span("flash.dependencies.python").context.span_id
+    records = [r.log_record for r in telemetry.log_records() if r.log_record.span_id == install]
+    first_error = next(i for i, r in enumerate(records) if str(r.body).startswith("error: "))
+    assert {r.severity_text for r in records[first_error:]} == {"ERROR"}
+    assert any("flashdemo-missing" in str(r.body) for r in records[first_error:])
+    assert {r.severity_text for r in records[:first_error]} <= {"INFO"}
+
+
+@pytest.mark.parametrize(
+    ("lines", "levels"),
+    [
+        (["Resolved 1 package in 3ms", "Installed 1 package in 1ms", " + a==1.0"], ["INFO"] * 3),
+        (
+            ["warning: `VIRTUAL_ENV` does not match", "  it is ignored", "Resolved 1 package in 3ms"],
+            ["WARNING", "WARNING", "INFO"],
+        ),
+        (
+            [
+                "Using Python 3.11",
+                "error: No solution found",
+                "  cause: a was not found",
+                "",
+                "hint: offline",
+            ],
+            ["INFO", "ERROR", "ERROR", "ERROR", "ERROR"],
+        ),
+        (["Looking in links: /w", "ERROR: Could not find a version", "Done"], ["INFO", "ERROR", "ERROR"]),
+        (
+            ["Reading package lists...", "W: Some index files failed", "E: Unable to locate"],
+            ["INFO", "WARNING", "ERROR"],
+        ),
+        (["  \u00d7 No solution found when resolving dependencies:"], ["ERROR"]),
+    ],
+)
+def test_output_levels_follow_what_lines_say(lines: list[str], levels: list[str]) -> None:
+    """Progress is INFO; warnings, errors, their indented continuations and all after an error are not."""
+    classify = OutputLevels()
+    assert [logging.getLevelName(classify(line)) for line in lines] == levels
 
 
 def test_timeout_kills_the_installers_process_group(telemetry: TelemetryCapture, tmp_path: Path) -> None:
@@ -549,5 +649,5 @@ async def test_async_entry_point_streams_installer_lines_too(
     assert response.success, response.error
     lines = _messages(response.stdout)
     assert lines[0] == "INFO | installing flashdemo-async==1.0 with uv"
-    assert "WARN |  + flashdemo-async==1.0" in lines
+    assert "INFO |  + flashdemo-async==1.0" in lines
     assert lines[-1] == "imported flashdemo_async 1.0"

@@ -70,6 +70,8 @@ def test_function_span_tree(executor: RemoteExecutor, telemetry: TelemetryCaptur
     assert root.span.kind is SpanKind.SERVER
     assert root.span.attributes is not None
     assert dict(root.span.attributes) == {
+        "faas.trigger": "other",
+        "faas.coldstart": True,
         "flash.execution_type": "function",
         "code.function.name": "f",
         "flash.success": True,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
+from runpod_flash.protos.remote_execution import FunctionRequest as FlashRequest
 
 from otel_flash import FunctionRequest, FunctionResponse, RequestError, parse_request
+from otel_flash.protocol import reference_accepts
 from tests.requests import pickled
 
 RUNPOD_FLASH_REQUEST = {
@@ -43,7 +46,6 @@ def test_model_instance_passes_through() -> None:
     ("payload", "message"),
     [
         ({"function_code": "x = 1"}, "'function_name' is required for execution_type 'function'"),
-        ({"function_name": "f"}, "'function_code' is required for execution_type 'function'"),
         (
             {"execution_type": "class", "class_code": "x"},
             "'class_name' is required for execution_type 'class'",
@@ -79,3 +81,30 @@ def test_response_ignores_unknown_fields_and_defaults_optional_ones() -> None:
     """Old and new clients can read each other's responses."""
     response = FunctionResponse.model_validate({"success": True, "future_field": 1})
     assert response.model_dump(exclude_none=True) == {"success": True}
+
+
+@pytest.mark.parametrize(
+    ("payload", "accepted"),
+    [
+        ({"function_name": "f"}, True),
+        ({"input": {"function_name": "f", "execution_type": "klass"}}, True),
+        ({"execution_type": "stream"}, True),
+        ({"function_name": "f", "serialization_format": "yaml"}, True),
+        ({"function_code": "x = 1"}, False),
+        ({"execution_type": "class", "class_code": "x"}, False),
+        ({"function_name": "f", "args": "notalist"}, False),
+        ({"input": 5}, False),
+    ],
+)
+def test_reference_accepts_what_runpod_flashs_model_accepts(
+    payload: dict[str, object], accepted: bool
+) -> None:
+    """Model-valid means runpod-flash's own FunctionRequest validates it (its envelope unwrapped)."""
+    assert reference_accepts(payload) is accepted
+    inner = payload.get("input", payload)
+    try:
+        FlashRequest.model_validate(inner)
+    except ValidationError:
+        assert not accepted
+    else:
+        assert accepted

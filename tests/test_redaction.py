@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from otel_flash import FlashConfig, RemoteExecutor
-from otel_flash.redaction import Redactor
+from otel_flash.redaction import Redactor, redact_urls
 from otel_flash.testing import TelemetryCapture
 from tests.requests import function_request
 
@@ -101,3 +103,72 @@ def test_installers_get_no_secrets_unless_configured(
     environment = (tmp_path / "env").read_text()
     assert "PLAIN_SETTING=visible" in environment
     assert (f"SERVICE_API_KEY={SECRET}" in environment) is passed_on
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("AuthoRization: Bearer abc.def", "AuthoRization: ***"),
+        ("PROXY-AUTHORIZATION=Basic Zm9v", "PROXY-AUTHORIZATION=***"),
+        ('{"authorization": "token abc"}', '{"authorization": "***"}'),
+        ("GET https://h/x?token=abc&page=2", "GET https://h/x?token=***&page=2"),
+        (
+            "https://h/?access_token=a1&api_key=b2&apikey=c3",
+            "https://h/?access_token=***&api_key=***&apikey=***",
+        ),
+        ("/blob?sv=1&sig=Zm9v%3D&se=2", "/blob?sv=1&sig=***&se=2"),
+        ("s3/o?X-Amz-Signature=dead&X-Amz-Date=1", "s3/o?X-Amz-Signature=***&X-Amz-Date=1"),
+        ("?password=p&secret=s&key=k&signature=g", "?password=***&secret=***&key=***&signature=***"),
+        ("'https://h/?client_secret=zz'", "'https://h/?client_secret=***'"),
+        ("?page=2&sort=name", "?page=2&sort=name"),
+        ("a 1.2.3@example, e-mail me@host.org", "a 1.2.3@example, e-mail me@host.org"),
+    ],
+)
+def test_redactor_covers_mixed_case_headers_and_query_parameters(text: str, shown: str) -> None:
+    """Authorization in any case and secret query parameters are hidden; ordinary text is left alone."""
+    assert Redactor()(text) == shown
+
+
+def test_nested_and_bytes_values_are_redacted_and_untouched_values_kept() -> None:
+    """Dicts, lists, tuples and bytes are redacted item by item; clean values stay the same objects."""
+    redact = Redactor({SECRET})
+    value = {"a": [f"x {SECRET}", 1], "b": (b"https://u:p@h", None), "c": {"d": "plain"}}
+    assert redact.value(value) == {"a": ["x ***", 1], "b": (b"https://***@h", None), "c": {"d": "plain"}}
+    plain = {"a": ["x", 1.5], "b": (b"\xff\xfe", True)}
+    assert redact.value(plain) is plain
+    assert redact.value(b"\xff " + SECRET.encode()) == b"\xff ***"
+
+
+# Pieces that start a match of some pattern everywhere and end few: the shapes that made the
+# old URL pattern quadratic, and their relatives for every other pattern.
+_PIECES = st.sampled_from(
+    ["a", ".", ":", "/", "//", "@", "?", "&", ";", "=", " ", "\n", "'", '"', "x://", "token", "Bearer ",
+     "AuthoRization", ": ", "sk-live-0123", "%3D", "é", "\U0001f600"]
+)  # fmt: skip
+_NOISE = st.lists(_PIECES, max_size=60).map("".join)
+_SECRETS = st.sampled_from(
+    [
+        ("https://user:pw123zz@host/p", "pw123zz"),
+        ("https://h/?token=tk999zz&x=1", "tk999zz"),
+        ("Authorization: Bearer ab777zz", "ab777zz"),
+        (f"key {SECRET}", SECRET),
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(before=_NOISE, secret=_SECRETS, after=_NOISE)
+def test_adversarial_text_of_any_shape_is_redacted_correctly(
+    before: str, secret: tuple[str, str], after: str
+) -> None:
+    """Whatever surrounds a secret, it is gone, redacting twice changes nothing, and text keeps its ends."""
+    redact = Redactor({SECRET})
+    line, hidden = secret
+    text = f"{before} {line} {after}"
+    once = redact(text)
+    assert hidden not in once
+    assert redact(once) == once
+    long = redact(before * 200)  # long runs of the shapes: correct too (their speed is benchmarked)
+    assert redact(long) == long
+    if "@" not in text:
+        assert redact_urls(text) is text

@@ -72,3 +72,11 @@ def test_marker_and_report_lines() -> None:
         "REPORT trace_id=abababababababababababababababab duration=1.23ms function.call=1.00ms"
         " lines=2 omitted_lines=3 omitted_bytes=4"
     )
+
+
+def test_report_line_of_a_cold_start() -> None:
+    """A worker's first execution ends its REPORT line with coldstart=true; later ones say nothing."""
+    assert report_line("cd" * 16, 2.5, {}, 1, 0, 0, coldstart=True) == (
+        "REPORT trace_id=cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd duration=2.50ms lines=1 omitted_lines=0"
+        " omitted_bytes=0 coldstart=true"
+    )

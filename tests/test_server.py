@@ -20,8 +20,10 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
-from otel_flash import FlashConfig, RemoteExecutor
+from otel_flash import ConfigError, FlashConfig, RemoteExecutor
+from otel_flash.connection_limits import uvicorn_options
 from otel_flash.server import create_app
 from otel_flash.testing import TelemetryCapture
 from tests.requests import HELLO, function_request, stdout_lines
@@ -55,22 +57,33 @@ def tagged(tag):
     return tag
 """
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+JSON_HEADERS = {"content-type": "application/json"}
 
 
 @contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` on uvicorn in a thread on a free 127.0.0.1 port; yield its base URL."""
+def serving(
+    app: FastAPI, config: FlashConfig | None = None, *, ready: bool = True, **overrides: Any
+) -> Iterator[str]:
+    """Run ``app`` on uvicorn in a thread on a free 127.0.0.1 port; yield its base URL.
+
+    uvicorn gets ``serve``'s limits from ``config`` (``overrides`` replace some); with
+    ``ready`` the URL is yielded once ``/ping`` answers 200 (the worker initialised).
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, lifespan="on", loop="asyncio", ws="none")
-    server = uvicorn.Server(config)
+    options = {**uvicorn_options(config or FlashConfig()), **overrides}
+    settings = uvicorn.Config(app, log_config=None, lifespan="on", loop="asyncio", ws="none", **options)
+    server = uvicorn.Server(settings)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
+    url = f"http://127.0.0.1:{port}"
     try:
         _wait_for(lambda: server.started or not thread.is_alive(), "the server to start")
         assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
+        if ready:
+            _wait_for(lambda: httpx.get(f"{url}/ping", timeout=30).status_code == 200, "the worker")
+        yield url
     finally:
         server.should_exit = True
         thread.join(60)
@@ -173,10 +186,10 @@ def test_malformed_json_is_400_with_the_parse_error(client: httpx.Client) -> Non
 
 def test_invalid_request_is_422_naming_the_field(client: httpx.Client) -> None:
     """JSON that is not a valid request gets 422 with the request error's message."""
-    response = client.post("/execute/stream", json={"function_name": "f"})
+    response = client.post("/execute/stream", json={"function_code": "x = 1"})
     assert response.status_code == 422
     assert response.json() == {
-        "detail": "invalid request: 'function_code' is required for execution_type 'function'"
+        "detail": "invalid request: 'function_name' is required for execution_type 'function'"
     }
 
 
@@ -189,7 +202,7 @@ def test_json_that_is_not_an_object_is_422(client: httpx.Client) -> None:
 
 def test_declared_body_over_the_limit_is_413(client: httpx.Client) -> None:
     """A Content-Length over max_body_bytes is refused with 413 before the body is read."""
-    response = client.post("/execute", content=b" " * (65 << 10))
+    response = client.post("/execute", content=b" " * (65 << 10), headers=JSON_HEADERS)
     assert response.status_code == 413
     assert "over the limit of 65536 bytes" in response.json()["detail"]
 
@@ -201,7 +214,7 @@ def test_chunked_body_over_the_limit_is_413(client: httpx.Client) -> None:
         for _ in range(80):
             yield b" " * 1024
 
-    response = client.post("/execute", content=chunks())
+    response = client.post("/execute", content=chunks(), headers=JSON_HEADERS)
     assert response.status_code == 413
 
 
@@ -329,3 +342,164 @@ def test_max_body_bytes_must_be_positive() -> None:
 
     with pytest.raises(ConfigError, match="max_body_bytes must be at least 1"):
         create_app(config=FlashConfig(), max_body_bytes=0)
+
+
+# Undecodable bytes in a file name come back from os.listdir as lone surrogates.
+SURROGATE = """
+import logging, os
+
+def odd(fail=False):
+    name = os.fsdecode(b"report-\\xff.txt")
+    print(name)
+    logging.getLogger("odd").info("file %s", name)
+    if fail:
+        raise ValueError(name)
+    return name
+"""
+SHOWN = "report-\ufffd.txt"
+
+
+def _strict_json(content: bytes) -> Any:
+    """Parse as a strict consumer would: valid UTF-8, no lone surrogate anywhere."""
+    body = json.loads(content.decode("utf-8"))
+    json.dumps(body, ensure_ascii=False).encode("utf-8")
+    return body
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_lone_surrogates_are_answered_as_valid_json(client: httpx.Client, fail: bool) -> None:
+    """A lone surrogate in the result, the error or a line: 200, valid JSON, stdout and trace_id kept."""
+    response = client.post("/execute", json=function_request(SURROGATE, "odd", fail))
+    assert response.status_code == 200
+    body = _strict_json(response.content)
+    assert body["success"] is not fail
+    assert SHOWN in (body["error"] if fail else body["json_result"])
+    assert stdout_lines(body["stdout"])[0] in (SHOWN, "report-\\udcff.txt")
+    assert len(body["trace_id"]) == 32
+    assert client.post("/execute", json=function_request(HELLO, "hello", "next")).json()["success"]
+
+
+def test_lone_surrogates_in_a_stream_still_end_with_the_response(client: httpx.Client) -> None:
+    """The NDJSON stream carries the odd line and always ends with its response event."""
+    with client.stream("POST", "/execute/stream", json=function_request(SURROGATE, "odd")) as response:
+        events = [_strict_json(line.encode()) for line in response.iter_lines() if line]
+    assert events[0]["line"] in (SHOWN, "report-\\udcff.txt")
+    assert events[-1]["type"] == "response"
+    assert events[-1]["response"]["json_result"] == SHOWN
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"function_name": "f", "args": [' + "7" * 6000 + "]}", "Exceeds the limit (4300 digits)"),
+        ('{"function_name": "f", "args": ' + "[" * 5000 + "]" * 5000 + "}", "nested too deeply"),
+    ],
+    ids=["6000-digit-integer", "nested-5000-deep"],
+)
+def test_hostile_json_bodies_are_400_with_a_message(client: httpx.Client, body: str, message: str) -> None:
+    """A huge integer or very deep nesting is a client error, never a 500; the worker serves on."""
+    response = client.post("/execute", content=body, headers=JSON_HEADERS)
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("malformed JSON: ")
+    assert message in response.json()["detail"]
+    assert client.post("/execute", json=function_request(HELLO, "hello", "on")).json()["success"]
+
+
+def test_ping_is_204_while_initialising_and_execute_503(telemetry: TelemetryCapture) -> None:
+    """Until the executor is built /ping answers 204 and /execute 503; then 200 and executions run."""
+    gate = threading.Event()
+
+    def slow(config: FlashConfig) -> RemoteExecutor:
+        gate.wait(60)
+        return RemoteExecutor(
+            config, tracer_provider=telemetry.tracer_provider, logger_provider=telemetry.logger_provider
+        )
+
+    with serving(create_app(config=FlashConfig(), make_executor=slow), ready=False) as url:
+        ping = httpx.get(f"{url}/ping", timeout=30)
+        early = httpx.post(f"{url}/execute", json=function_request(HELLO, "hello", "e"), timeout=30)
+        gate.set()
+        _wait_for(lambda: httpx.get(f"{url}/ping", timeout=30).status_code == 200, "readiness")
+        after = httpx.post(f"{url}/execute", json=function_request(HELLO, "hello", "r"), timeout=60)
+    assert (ping.status_code, ping.content) == (204, b"")
+    assert early.status_code == 503
+    assert early.json() == {"detail": "the worker is still initialising; retry once GET /ping answers 200"}
+    assert early.headers["retry-after"] == "1"
+    assert after.json()["json_result"] == "Hello, r!"
+
+
+def test_a_failed_initialisation_is_503_on_ping_and_execute() -> None:
+    """An executor that cannot be built leaves a worker that says so on /ping and /execute."""
+
+    def broken(_config: FlashConfig) -> RemoteExecutor:
+        raise ConfigError("no zygote today")
+
+    with serving(create_app(config=FlashConfig(), make_executor=broken), ready=False) as url:
+        _wait_for(lambda: httpx.get(f"{url}/ping", timeout=30).status_code != 204, "the failure")
+        ping = httpx.get(f"{url}/ping", timeout=30)
+        execute = httpx.post(f"{url}/execute", json=function_request(HELLO, "hello", "x"), timeout=30)
+    assert ping.status_code == 503
+    assert ping.json() == {"status": "failed", "error": "ConfigError"}
+    assert execute.status_code == 503
+    assert execute.json()["detail"] == "the worker failed to initialise: ConfigError: no zygote today"
+
+
+def test_a_process_mode_executor_is_ready_once_its_zygote_imported() -> None:
+    """wait_ready (what /ping's readiness waits for) returns True once the zygote can fork."""
+    with RemoteExecutor(FlashConfig(isolation="process")) as executor:
+        assert executor.wait_ready(60) is True
+
+
+@pytest.mark.parametrize("route", ["/execute", "/execute/stream"])
+def test_flash_execute_is_the_one_server_span_with_http_attributes(
+    base_url: str, telemetry: TelemetryCapture, route: str
+) -> None:
+    """flash.execute is the only SERVER span, child of the caller's span, with HTTP semconv attributes."""
+    headers = {"traceparent": TRACEPARENT, "user-agent": "probe/1.0"}
+    answer = httpx.post(f"{base_url}{route}", json=function_request(HELLO, "hello", "a"), headers=headers)
+    assert answer.status_code == 200
+    root = telemetry.span("flash.execute")
+    assert [span.name for span in telemetry.spans() if span.kind == SpanKind.SERVER] == ["flash.execute"]
+    assert root.parent is not None and root.parent.span_id == 0xB7AD6B7169203331
+    port = int(base_url.rsplit(":", 1)[1])
+    assert (
+        dict(root.attributes or {}).items()
+        >= {
+            "http.request.method": "POST",
+            "http.route": route,
+            "http.response.status_code": 200,
+            "url.path": route,
+            "url.scheme": "http",
+            "server.address": "127.0.0.1",
+            "server.port": port,
+            "user_agent.original": "probe/1.0",
+            "client.address": "127.0.0.1",
+        }.items()
+    )
+
+
+def test_malformed_traceparent_header_warns_naming_the_header(
+    client: httpx.Client, telemetry: TelemetryCapture
+) -> None:
+    """A malformed traceparent header starts one new trace and the warning names the header."""
+    response = client.post(
+        "/execute", json=function_request(HELLO, "hello", "m"), headers={"traceparent": "00-garbage-01"}
+    )
+    body = response.json()
+    assert body["success"] is True
+    assert any(
+        line.endswith(" | WARN | ignoring malformed traceparent header '00-garbage-01'")
+        for line in stdout_lines(body["stdout"])
+    )
+    assert {format(span.context.trace_id, "032x") for span in telemetry.spans()} == {body["trace_id"]}
+
+
+@pytest.mark.parametrize("route", ["/execute", "/execute/stream"])
+def test_a_request_runpod_flash_accepts_is_answered_200(client: httpx.Client, route: str) -> None:
+    """A model-valid request we cannot run (deployed, no functions module) gets 200 and success false."""
+    response = client.post(route, json={"input": {"function_name": "f", "serialization_format": "json"}})
+    assert response.status_code == 200
+    last = json.loads(response.text.splitlines()[-1])
+    answer = last["output"] if route == "/execute" else last["response"]
+    assert answer["success"] is False
+    assert "'function_code' is required for execution_type 'function'" in answer["error"]

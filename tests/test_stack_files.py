@@ -48,15 +48,36 @@ def test_every_pipeline_uses_declared_components(collector: dict[str, Any]) -> N
 
 
 def test_pipelines_route_traces_to_jaeger_and_logs_metrics_to_debug(collector: dict[str, Any]) -> None:
-    """Traces leave over OTLP, logs and metrics go to ``debug``; the removed ``logging`` is absent."""
+    """Traces leave over OTLP, logs and metrics go to ``debug/*`` exporters; ``logging`` is absent."""
     pipelines = collector["service"]["pipelines"]
     assert pipelines["traces"]["exporters"] == ["otlp/jaeger"]
-    assert pipelines["logs"]["exporters"] == ["debug"]
-    assert pipelines["metrics"]["exporters"] == ["debug"]
+    assert pipelines["logs"]["exporters"] == ["debug/logs"]
+    assert pipelines["metrics"]["exporters"] == ["debug/metrics"]
     assert "logging" not in collector["exporters"]
     for pipeline in pipelines.values():
         assert pipeline["processors"][0] == "memory_limiter"
         assert pipeline["processors"][-1] == "batch"
+
+
+def test_collector_output_shows_log_bodies_and_ids(collector: dict[str, Any]) -> None:
+    """The logs pipeline prints records in full (``detailed``: bodies and trace ids), not counts only."""
+    [exporter] = collector["service"]["pipelines"]["logs"]["exporters"]
+    assert exporter.split("/")[0] == "debug"
+    assert collector["exporters"][exporter]["verbosity"] == "detailed"
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/telemetry.md"])
+def test_docs_name_the_debug_exporters_as_configured(collector: dict[str, Any], doc: str) -> None:
+    """README and docs/telemetry.md name each debug exporter the config has, with its verbosity."""
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    debug = {
+        name: config["verbosity"]
+        for name, config in collector["exporters"].items()
+        if name.startswith("debug")
+    }
+    assert debug
+    for name, verbosity in debug.items():
+        assert re.search(rf"`{re.escape(name)}`[^.]*\b{verbosity}\b", text), (doc, name, verbosity)
 
 
 def test_otlp_receivers_listen_on_all_interfaces(collector: dict[str, Any]) -> None:
@@ -119,3 +140,27 @@ def test_worker_is_built_here_and_serves_on_its_published_port(compose: dict[str
     port = argv[argv.index("--port") + 1]
     assert argv[argv.index("--host") + 1] == "0.0.0.0"
     assert int(port) in _container_ports(worker)
+
+
+def test_worker_takes_its_api_key_from_the_environment(compose: dict[str, Any]) -> None:
+    """Compose passes FLASH_API_KEY through and refuses to start without it; no key is baked in."""
+    environment = compose["services"]["worker"]["environment"]
+    assert re.fullmatch(r"\$\{FLASH_API_KEY:\?.+\}", environment["FLASH_API_KEY"])
+    assert "FLASH_ALLOW_UNAUTHENTICATED" not in environment
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert "FLASH_API_KEY=" not in "".join(line for line in dockerfile.splitlines() if line.startswith("ENV"))
+    assert "--allow-unauthenticated" not in dockerfile.split("\nCMD ", 1)[1]
+
+
+def test_worker_port_is_published_on_loopback_only(compose: dict[str, Any]) -> None:
+    """The worker's published port binds the host's 127.0.0.1, not every interface."""
+    ports = [str(port) for port in compose["services"]["worker"]["ports"]]
+    assert ports and all(port.startswith("127.0.0.1:") for port in ports)
+
+
+def test_healthcheck_waits_for_200_from_ping() -> None:
+    """The HEALTHCHECK counts the worker healthy on /ping 200 only (204 means still initialising)."""
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    check = dockerfile.split("HEALTHCHECK", 1)[1].split("\nCMD ", 1)[0]
+    assert "/ping" in check and "status != 200" in check
+    assert "--start-period=" in check

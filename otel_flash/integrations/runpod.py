@@ -7,8 +7,15 @@ Plain (the job's output is the ``FunctionResponse``)::
 
     runpod.serverless.start({"handler": handler})
 
+``handler`` is the one to use with runpod-flash's client. Under both handlers each
+captured line is also written to the container's stdout as it is emitted
+(``FLASH_ECHO_LINES``, see :mod:`otel_flash.echo`), so the client's live log view
+shows it, and its de-duplication drops it from the final ``stdout``.
+
 Streaming (yields ``{"type": "log", "line": ...}`` per captured line as it is
-emitted, then ``{"type": "response", "response": {...}}``)::
+emitted, then ``{"type": "response", "response": {...}}``); with
+``return_aggregate_stream`` the job's output is a list, which runpod-flash's client
+cannot decode (it reports the call as failed)::
 
     from otel_flash.integrations.runpod import stream_handler
 
@@ -18,7 +25,8 @@ The executor is created on the first job, not at import, and lives as long as
 the process: class instances persist across jobs (the reference worker builds an
 executor per job and loses them). Telemetry is flushed after every job, since a
 serverless worker can be stopped at any moment between jobs, and at exit. The job
-id is recorded on ``flash.execute`` as ``flash.job_id``.
+id is recorded on ``flash.execute`` as ``flash.job_id`` and ``faas.invocation_id``
+(``faas.trigger`` is ``pubsub``); the start-up is the ``flash.worker.init`` span.
 
 As in the reference worker, the plain handler returns the response as a dict:
 RunPod moves a non-null ``error`` out of ``output`` into the job's ``error`` and
@@ -31,11 +39,14 @@ from __future__ import annotations
 import asyncio
 import atexit
 import threading
+import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 from otel_flash.config import FlashConfig
+from otel_flash.echo import resolve_auto
 from otel_flash.executor import RemoteExecutor
+from otel_flash.faas import invocation_attributes, worker_init
 from otel_flash.streaming import ExecutionStreams, event_dict
 from otel_flash.telemetry import configure_telemetry
 
@@ -45,14 +56,18 @@ JOB_ID_ATTRIBUTE = "flash.job_id"
 def process_executor() -> RemoteExecutor:
     """The worker process's executor, on SDK providers installed as the OTel global ones.
 
+    Its start-up is the ``flash.worker.init`` span; ``FLASH_ECHO_LINES=auto`` means on.
+
     The worker owns its process, so spans user code starts with the plain OTel API
     (``trace.get_tracer``) join the executions' traces. The providers are flushed and
     shut down when the process exits.
     """
-    config = FlashConfig.from_env()
+    started = time.time_ns()
+    config = resolve_auto(FlashConfig.from_env(), under_runpod=True)
     telemetry = configure_telemetry(config)
     atexit.register(telemetry.shutdown)
-    return RemoteExecutor(config)
+    with worker_init(telemetry.tracer_provider, started):
+        return RemoteExecutor(config)
 
 
 class RunPodWorker:
@@ -124,7 +139,9 @@ class RunPodWorker:
 
 def _attributes(job: Mapping[str, Any]) -> dict[str, str]:
     job_id = job.get("id")
-    return {JOB_ID_ATTRIBUTE: str(job_id)} if job_id is not None else {}
+    if job_id is None:
+        return invocation_attributes("pubsub")
+    return {JOB_ID_ATTRIBUTE: str(job_id), **invocation_attributes("pubsub", str(job_id))}
 
 
 _worker = RunPodWorker()

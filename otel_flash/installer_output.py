@@ -3,6 +3,8 @@
 Both pipes are read line by line in the calling thread (with ``selectors``), so
 each line is logged while the process runs, in the caller's OpenTelemetry
 context: the execution's log captures it and the phase span correlates it.
+A line's level comes from what it says, not from the pipe it came through
+(:class:`OutputLevels`): installers write their progress to stderr.
 The child leads a new session; on timeout its whole process group is killed
 and reaped, and what it wrote before is kept.
 """
@@ -25,6 +27,14 @@ from typing import IO
 from otel_flash.redaction import redact_urls
 
 _DRAIN_AFTER_KILL_S = 2.0  # a daemon that escaped the group may keep a pipe open
+# How uv, pip and apt-get start a line that is a warning or an error (compared lowercased).
+_LEVEL_PREFIXES = (
+    ("error:", logging.ERROR),
+    ("e: ", logging.ERROR),
+    ("warning:", logging.WARNING),
+    ("w: ", logging.WARNING),
+    ("\u00d7 ", logging.ERROR),  # the multiplication sign heading uv and pip "No solution found" reports
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +50,34 @@ class ProcessOutcome:
     exit_code: int
     timed_out: bool
     tail: tuple[str, ...]
+
+
+class OutputLevels:
+    """The log level of each line an installer writes, on either pipe.
+
+    INFO for progress (``Resolved 1 package`` goes to stderr); WARNING and ERROR
+    for lines that say so (``warning:``/``error:`` as uv and pip write them,
+    ``W:``/``E:`` as apt-get does, even indented). Other indented lines continue the line above and
+    keep its level; after an error every line is ERROR: the install is failing
+    and the rest is its explanation.
+    """
+
+    __slots__ = ("_current",)
+
+    def __init__(self) -> None:
+        self._current = logging.INFO
+
+    def __call__(self, line: str) -> int:
+        """The level of ``line``, the next line the process wrote."""
+        if self._current == logging.ERROR:
+            return logging.ERROR
+        lowered = line.lstrip().lower()
+        said = next((level for prefix, level in _LEVEL_PREFIXES if lowered.startswith(prefix)), None)
+        if said is not None:
+            self._current = said
+        elif not line[:1].isspace():
+            self._current = logging.INFO
+        return self._current
 
 
 class _LineSplitter:
@@ -69,7 +107,7 @@ def run_streamed(
     env: Mapping[str, str] | None = None,
     tail_lines: int = 20,
 ) -> ProcessOutcome:
-    """Run ``argv`` (never through a shell), logging stdout at INFO and stderr at WARNING.
+    """Run ``argv`` (never through a shell), logging each line at the level :class:`OutputLevels` gives it.
 
     Raises:
         OSError: the program cannot be started.
@@ -105,8 +143,9 @@ class _Reader:
 
     def __init__(self, process: subprocess.Popen[bytes], logger: logging.Logger, tail_lines: int) -> None:
         self._logger = logger
-        self._levels = {process.stdout: logging.INFO, process.stderr: logging.WARNING}
-        self._splitters = {pipe: _LineSplitter() for pipe in self._levels if pipe is not None}
+        self._levels = OutputLevels()
+        pipes = (process.stdout, process.stderr)
+        self._splitters = {pipe: _LineSplitter() for pipe in pipes if pipe is not None}
         self.tail: deque[str] = deque(maxlen=tail_lines)
         self.deadline = 0.0
 
@@ -124,17 +163,17 @@ class _Reader:
                 for key, _ in selector.select(remaining):
                     pipe: IO[bytes] = key.fileobj  # type: ignore[assignment]  # we registered IO[bytes]
                     data = os.read(pipe.fileno(), 65536)
-                    self._emit(pipe, self._splitters[pipe].feed(data))
+                    self._emit(self._splitters[pipe].feed(data))
                     if not data:
                         selector.unregister(pipe)
                         pipe.close()
         return True
 
-    def _emit(self, pipe: IO[bytes], lines: list[str]) -> None:
+    def _emit(self, lines: list[str]) -> None:
         for line in lines:
             shown = redact_urls(line)
             self.tail.append(shown)
-            self._logger.log(self._levels[pipe], "%s", shown)
+            self._logger.log(self._levels(line), "%s", shown)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

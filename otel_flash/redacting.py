@@ -1,0 +1,190 @@
+"""Exporter wrappers that redact every span and log record on its way out of the worker.
+
+Redaction at the sources otel_flash owns (the logging bridge, the stdout capture,
+the errors it records) cannot see what user code sets on spans itself: attributes,
+events and status descriptions of the executor's ``flash.function.call`` or of the
+user's own spans, log records emitted straight through the OpenTelemetry API, and
+whatever a function process relays. These wrappers sit between the processors and
+the exporters that otel_flash builds (:func:`otel_flash.exporters.build_pipeline`),
+so everything exported, in both isolation modes, passes a :class:`Redactor` last.
+
+They cost little when nothing matches: each string is scanned once, and a span or
+record with nothing to hide is handed on as the same object; only one that changes
+is copied (``benchmarks/bench_redaction.py`` prints the per-span cost).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from copy import copy
+from typing import Any
+
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import Link, Status
+
+from otel_flash.redaction import Redactor
+
+_PLAIN = frozenset({bool, int, float, type(None)})
+__all__ = ["RedactingLogRecordExporter", "RedactingSpanExporter", "redact_log_record", "redact_span"]
+
+
+def redact_span(span: ReadableSpan, redact: Redactor) -> ReadableSpan:
+    """``span`` itself when nothing in it needs redacting, else a redacted copy.
+
+    Looked at: the name, attributes, events (names and attributes), links' attributes
+    and the status description.
+    """
+    texts = _span_texts(span)
+    if texts is not None and redact.finds_nothing(texts):
+        return span
+    name = redact(span.name)
+    attributes = redact.attributes(span.attributes)
+    events = _events(span.events, redact)
+    links = _links(span.links, redact)
+    status = span.status
+    if status.description and (described := redact(status.description)) is not status.description:
+        status = Status(status.status_code, described)
+    if (
+        name is span.name
+        and status is span.status
+        and attributes is None
+        and events is None
+        and links is None
+    ):
+        return span
+    return ReadableSpan(
+        name=name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes if attributes is not None else span.attributes,
+        events=events if events is not None else span.events,
+        links=links if links is not None else span.links,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def _span_texts(span: ReadableSpan) -> list[str] | None:
+    """Every string of ``span`` when all its values are plain (no bytes, maps or nesting), else None."""
+    events, links = span.events, span.links  # each access builds a tuple
+    texts = [span.name, *(event.name for event in events)]
+    if span.status.description:
+        texts.append(span.status.description)
+    maps = [span.attributes, *(event.attributes for event in events), *(link.attributes for link in links)]
+    for attributes in maps:
+        if attributes and not _plain_texts(_values(attributes), texts):
+            return None
+    return texts
+
+
+def _values(attributes: Mapping[str, object]) -> Iterable[object]:
+    """The values of an attribute map; through a plain dict copy (the SDK's maps are slow to walk)."""
+    copy = getattr(attributes, "copy", None)
+    copied = copy() if copy is not None else None
+    return (copied if isinstance(copied, dict) else dict(attributes)).values()
+
+
+def _plain_texts(values: Iterable[object], texts: list[str]) -> bool:
+    """Add the strings of ``values`` (and of their tuples) to ``texts``; False if one is not plain."""
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            texts.append(value)  # type: ignore[arg-type]  # kind is str
+        elif kind is tuple or kind is list:
+            if not _plain_texts(value, texts):  # type: ignore[arg-type]  # kind is a sequence
+                return False
+        elif kind not in _PLAIN:
+            return False
+    return True
+
+
+def _events(events: Sequence[Event], redact: Redactor) -> list[Event] | None:
+    changed: list[Event] | None = None
+    for index, event in enumerate(events):
+        name = redact(event.name)
+        attributes = redact.attributes(event.attributes)
+        if name is event.name and attributes is None:
+            continue
+        changed = changed if changed is not None else list(events)
+        kept = attributes if attributes is not None else event.attributes
+        changed[index] = Event(name, kept, event.timestamp)
+    return changed
+
+
+def _links(links: Sequence[Link], redact: Redactor) -> list[Link] | None:
+    changed: list[Link] | None = None
+    for index, link in enumerate(links):
+        attributes = redact.attributes(link.attributes)
+        if attributes is not None:
+            changed = changed if changed is not None else list(links)
+            changed[index] = Link(link.context, attributes)
+    return changed
+
+
+def redact_log_record(record: Any, redact: Redactor) -> Any:
+    """``record`` (a readable or read-write SDK log record) itself, or a redacted copy.
+
+    Looked at: the body (a string, bytes, or a list or map of them) and the attributes.
+    """
+    log = record.log_record
+    texts: list[str] = []
+    plain = _plain_texts([log.body], texts) and _plain_texts(_values(log.attributes or {}), texts)
+    if plain and redact.finds_nothing(texts):
+        return record
+    body = redact.value(log.body)
+    attributes = redact.attributes(log.attributes)
+    if body is log.body and attributes is None:
+        return record
+    changed = copy(log)
+    changed.body = body
+    if attributes is not None:
+        changed.attributes = attributes
+    return dataclasses.replace(record, log_record=changed)
+
+
+class RedactingSpanExporter(SpanExporter):
+    """Hands ``exporter`` every span redacted by ``redact`` (unchanged spans as they are)."""
+
+    def __init__(self, exporter: SpanExporter, redact: Redactor) -> None:
+        self.exporter = exporter
+        self._redact = redact
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Redact, then export."""
+        return self.exporter.export([redact_span(span, self._redact) for span in spans])
+
+    def shutdown(self) -> None:
+        """Shut the wrapped exporter down."""
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Flush the wrapped exporter."""
+        return self.exporter.force_flush(timeout_millis)
+
+
+class RedactingLogRecordExporter(LogRecordExporter):
+    """Hands ``exporter`` every log record redacted by ``redact`` (unchanged records as they are)."""
+
+    def __init__(self, exporter: LogRecordExporter, redact: Redactor) -> None:
+        self.exporter = exporter
+        self._redact = redact
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        """Redact, then export."""
+        return self.exporter.export([redact_log_record(record, self._redact) for record in batch])
+
+    def shutdown(self) -> None:
+        """Shut the wrapped exporter down."""
+        self.exporter.shutdown()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Flush the wrapped exporter."""
+        return self.exporter.force_flush(timeout_millis)
