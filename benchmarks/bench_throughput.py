@@ -66,7 +66,7 @@ def _wait_ready(url: str, path: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url + path, timeout=1).status_code < 300:
+            if httpx.get(url + path, timeout=1).status_code == 200:  # 204: still initialising
                 return
         except httpx.HTTPError:
             pass
