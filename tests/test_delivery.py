@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
@@ -53,7 +53,7 @@ def test_every_signal_adds_up_when_the_collector_stops(internal_reports: list[st
     try:
         for n in range(5):
             executor.execute_sync(function_request(WORK, "work", n))
-        assert receiver.received.wait_for(lambda got: len(got.spans()) >= 20 and bool(got.metrics()))
+        assert _wait(lambda: all(ledger.exported for ledger in executor._telemetry.ledgers))
     finally:
         receiver.__exit__(None, None, None)
     for n in range(5):
@@ -71,6 +71,15 @@ def test_every_signal_adds_up_when_the_collector_stops(internal_reports: list[st
     assert ledgers["log records"].produced == 10
     assert ledgers["metric data points"].failed > 0
     assert ledgers["spans"].exported <= len(receiver.received.spans())
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 class _StuckExporter(LogRecordExporter):
