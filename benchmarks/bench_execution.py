@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.testing import capture_telemetry
@@ -66,28 +68,57 @@ def _direct_function() -> Callable[[], Any]:
     return function
 
 
+def _timed_executor(request: dict[str, Any], meter_provider: MeterProvider | None) -> float:
+    """µs per execution of a fresh executor (alone on the root logger while timed), warmed up."""
+    with RemoteExecutor(FlashConfig(), meter_provider=meter_provider) as executor:
+        executor.execute_sync(request)  # warm up: compile cache, loggers
+        return _per_call_us(lambda: executor.execute_sync(request))
+
+
 def main() -> None:
     """Print median µs per trivial execution, ratios to a direct call and to the reference's way."""
     request = {"function_name": "trivial", "function_code": CODE, "serialization_format": "json"}
     reference_request = {**request, "args": [], "kwargs": {}}
-    with RemoteExecutor(FlashConfig()) as executor:
-        direct = _direct_function()
-        executor.execute_sync(request)  # warm up: compile cache, loggers
-        samples: dict[str, list[float]] = {"flash": [], "direct": [], "reference": []}
-        sink = io.StringIO()
-        for _ in range(REPEATS):  # interleaved, so drift hits all alike
-            samples["flash"].append(_per_call_us(lambda: executor.execute_sync(request)))
-            with contextlib.redirect_stdout(sink):
-                samples["direct"].append(_per_call_us(direct))
-            samples["reference"].append(_per_call_us(lambda: reference_style(reference_request)))
-            sink.seek(0)
-            sink.truncate()
-    flash, plain, reference = (statistics.median(samples[key]) for key in ("flash", "direct", "reference"))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider([reader], shutdown_on_exit=False)
+    direct = _direct_function()
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.INFO)  # as the reference worker's logging set-up: its INFO line is kept
+    samples: dict[str, list[float]] = {
+        "flash": [],
+        "direct": [],
+        "reference": [],
+        "metered": [],
+        "metered path": [],
+    }
+    sink = io.StringIO()
+    for _ in range(REPEATS):  # interleaved, so drift hits all alike
+        samples["flash"].append(_timed_executor(request, None))
+        with contextlib.redirect_stdout(sink):
+            samples["direct"].append(_per_call_us(direct))
+        samples["reference"].append(_per_call_us(lambda: reference_style(reference_request)))
+        started = time.perf_counter_ns()  # the collection (measurements made) is included
+        samples["metered path"].append(_timed_executor(request, meter_provider))
+        reader.get_metrics_data()
+        samples["metered"].append((time.perf_counter_ns() - started) / CALLS / 1000)
+        sink.seek(0)
+        sink.truncate()
+    root.setLevel(level)
+    flash, plain, reference, with_metrics, metrics_path = (
+        statistics.median(samples[key]) for key in ("flash", "direct", "reference", "metered", "metered path")
+    )
     print(f"direct call (log + print + return):      {plain:8.1f} us")
     print(f"reference-style pipeline, no tracing:    {reference:8.1f} us")
     print(f"otel_flash execute_sync:                 {flash:8.1f} us")
+    print(f"  with metrics, the executions' loop:    {metrics_path:8.1f} us")
+    print(f"  with metrics, collection included:     {with_metrics:8.1f} us")
     print(f"ratio otel_flash/reference-style:        {flash / reference:8.2f}x (goal <= 1.0x)")
     print(f"ratio otel_flash/direct:                 {flash / plain:8.2f}x")
+    print(
+        f"ratio with metrics/without:              {metrics_path / flash:8.2f}x in the loop, "
+        f"{with_metrics / flash:.2f}x with the collection (goal <= 1.05x)"
+    )
     phases = _phase_breakdown(request)
     print("span medians with spans and records recorded (in-memory exporters, the full path):")
     for name, micros in phases.items():

@@ -19,12 +19,17 @@ from typing import Any
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
+from benchmarks._receiver import ReceiverProcess
+from benchmarks._stock import StockExecutor, encode_floor
+from benchmarks.bench_execution import CODE as TRIVIAL_CODE
 from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.export import SIGNALS, BatchSettings, ExportSettings, OtlpProtocol, Signal
 from tests.otlp_receivers import BlackHole, GrpcReceiver, HttpReceiver, refused_endpoint
 
 RUNS = 300
 WARMUP = 20
+AMORTISED_RUNS = 3000
+ROUNDS = 3
 CODE = """
 import logging
 log = logging.getLogger("bench.user")
@@ -147,3 +152,120 @@ def main() -> None:
     print(
         f"live gRPC / recorded-not-exported (the cost of exporting itself): {live / recorded.median_ms:.2f}x"
     )
+    compare_with_stock()
+
+
+TRIVIAL = {"function_name": "trivial", "function_code": TRIVIAL_CODE, "serialization_format": "json"}
+
+
+@dataclass(frozen=True)
+class Amortised:
+    """One row of the comparison with the stock executor, per request."""
+
+    wall_us: float
+    cpu_us: float
+    p50_us: float
+    p99_us: float
+    spans: int
+    records: int
+
+
+def _amortised(
+    run: Callable[[], object], flush: Callable[[], object], receiver: ReceiverProcess
+) -> Amortised:
+    """``AMORTISED_RUNS`` requests then a flush: wall and CPU time (all threads) per request, latencies."""
+    spans_before, records_before, _ = receiver.counts()
+    latencies = []
+    wall, cpu = time.perf_counter_ns(), time.process_time_ns()
+    for _ in range(AMORTISED_RUNS):
+        started = time.perf_counter_ns()
+        run()
+        latencies.append(time.perf_counter_ns() - started)
+    flush()
+    wall, cpu = time.perf_counter_ns() - wall, time.process_time_ns() - cpu
+    time.sleep(0.2)  # the receiver decodes the last batches
+    spans, records, _ = receiver.counts()
+    latencies.sort()
+    return Amortised(
+        wall / AMORTISED_RUNS / 1e3,
+        cpu / AMORTISED_RUNS / 1e3,
+        latencies[len(latencies) // 2] / 1e3,
+        latencies[int(len(latencies) * 0.99)] / 1e3,
+        spans - spans_before,
+        records - records_before,
+    )
+
+
+def _stock_row(receiver: ReceiverProcess) -> Amortised:
+    stock = StockExecutor(receiver.endpoint)
+    stock.execute(TRIVIAL)
+    try:
+        flush = lambda: (stock.tracer_provider.force_flush(), stock.logger_provider.force_flush())  # noqa: E731
+        return _amortised(lambda: stock.execute(TRIVIAL), flush, receiver)
+    finally:
+        stock.shutdown()
+
+
+def _flash_row(receiver: ReceiverProcess, signals: tuple[Signal, ...]) -> Amortised:
+    export = ExportSettings.otlp(receiver.endpoint, signals=signals)
+    executor = RemoteExecutor(FlashConfig(log_level="INFO").replace(export=export))
+    executor.execute_sync(TRIVIAL)
+    try:
+        return _amortised(lambda: executor.execute_sync(TRIVIAL), executor.force_flush, receiver)
+    finally:
+        executor.shutdown()
+
+
+def _floor_us() -> float:
+    started = time.perf_counter_ns()
+    encode_floor(AMORTISED_RUNS)
+    return (time.perf_counter_ns() - started) / AMORTISED_RUNS / 1e3
+
+
+def compare_with_stock() -> None:
+    """Our export cost against the stock-SDK executor and the encode floor, interleaved rounds."""
+    rows: dict[str, list[Amortised]] = {
+        "stock SDK executor": [],
+        "flash, spans + logs": [],
+        "flash, 3 signals": [],
+    }
+    floors: list[float] = []
+    with ReceiverProcess() as receiver:
+        for _ in range(ROUNDS):
+            floors.append(_floor_us())
+            rows["stock SDK executor"].append(_stock_row(receiver))
+            rows["flash, spans + logs"].append(_flash_row(receiver, ("traces", "logs")))
+            rows["flash, 3 signals"].append(_flash_row(receiver, SIGNALS))
+    floor = statistics.median(floors)
+    stock = statistics.median(row.wall_us for row in rows["stock SDK executor"])
+    stock_cpu = statistics.median(row.cpu_us for row in rows["stock SDK executor"])
+    print(
+        f"\ntrivial request, export on to a receiver in another process; {AMORTISED_RUNS} requests + flush "
+        f"per round, {ROUNDS} rounds interleaved; per request, medians over rounds [min-max]"
+    )
+    print(f"floor (create 4 spans + encode them to OTLP protobuf): {floor:.1f} us")
+    print("wall: requests + final flush, all threads; cpu: this process's CPU time (all threads) per request")
+    header = (
+        f"{'row':<22} {'amortised wall':>22} {'/stock':>7} {'/floor':>7} {'cpu':>8} {'p50':>8} {'p99':>8}"
+    )
+    print(header + f" {'delivered':>18}")
+    for name, found in rows.items():
+        walls = sorted(row.wall_us for row in found)
+        wall = statistics.median(walls)
+        expected_spans, expected_records = (
+            4 * AMORTISED_RUNS,
+            (1 if name.startswith("stock") else 2) * AMORTISED_RUNS,
+        )
+        delivered = (
+            min(row.spans for row in found) / expected_spans,
+            min(row.records for row in found) / expected_records,
+        )
+        print(
+            f"{name:<22} {wall:>7.1f} us [{walls[0]:.0f}-{walls[-1]:.0f}] "
+            f"{wall / stock:>6.2f}x {wall / floor:>6.2f}x "
+            f"{statistics.median(row.cpu_us for row in found):>5.0f} us "
+            f"{statistics.median(row.cpu_us for row in found) / stock_cpu:>6.2f}x "
+            f"{statistics.median(row.p50_us for row in found):>5.0f} us "
+            f"{statistics.median(row.p99_us for row in found):>5.0f} us "
+            f"spans {delivered[0]:.1%} logs {delivered[1]:.1%}"
+        )

@@ -25,3 +25,21 @@ def internal_logger() -> logging.Logger:
                 logger.addHandler(handler)
                 logger.propagate = False
     return logger
+
+
+class SdkDiagnostics(logging.Filter):
+    """Keeps the OTel SDK's own log records (``opentelemetry.*``) out of the logging bridge.
+
+    Put on the bridge's handler: a warning such as the batch processors' "queue full"
+    or an exporter's "failed to export" would otherwise become an OTel record in the
+    very pipeline it reports on, or be dropped by the bridge's recursion guard. Those
+    at WARNING or above are written to the worker's stderr through ``flash.internal``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for ``opentelemetry.*`` records, after reporting them on stderr."""
+        if record.name != "opentelemetry" and not record.name.startswith("opentelemetry."):
+            return True
+        if record.levelno >= logging.WARNING:
+            internal_logger().handle(record)
+        return False

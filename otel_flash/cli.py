@@ -159,7 +159,10 @@ def _run(source: str, *, pretty: bool, stream: bool, out: TextIO) -> int:
     on_line = _LivePrinter(sys.stderr) if stream else None
     try:
         with RemoteExecutor(
-            config, tracer_provider=tracer_provider, logger_provider=telemetry.logger_provider
+            config,
+            tracer_provider=tracer_provider,
+            logger_provider=telemetry.logger_provider,
+            meter_provider=telemetry.meter_provider,
         ) as executor:
             response = executor.execute_sync(request, on_line=on_line)
     finally:

@@ -23,6 +23,7 @@ from opentelemetry.sdk._logs.export import (
     LogRecordExporter,
     LogRecordExportResult,
 )
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -35,8 +36,8 @@ class DeliveryLedger:
 
     ``accepted`` items entered the queue, ``handed`` were given to the exporter,
     ``exported`` arrived; ``queue_full`` were refused and ``failed`` were in batches
-    whose export failed. Anything accepted but never handed was still queued when
-    shutdown gave up.
+    whose export failed. At any moment ``produced == exported + lost``: what is not
+    exported was refused, failed, is still queued, or is in an export not answered yet.
     """
 
     def __init__(
@@ -56,22 +57,51 @@ class DeliveryLedger:
         self.accepted = self.handed = self.exported = self.queue_full = self.failed = 0
 
     @property
+    def produced(self) -> int:
+        """Items offered for export: accepted or refused."""
+        return self.accepted + self.queue_full
+
+    @property
+    def queued(self) -> int:
+        """Items accepted and not yet handed to the exporter."""
+        return self.accepted - self.handed
+
+    @property
+    def in_flight(self) -> int:
+        """Items handed to the exporter whose export has not answered yet."""
+        return self.handed - self.exported - self.failed
+
+    @property
     def dropped(self) -> int:
         """Items refused or lost in a failed export so far."""
         return self.queue_full + self.failed
 
+    @property
+    def lost(self) -> int:
+        """Items not exported (yet): ``produced - exported``."""
+        return self.produced - self.exported
+
     def accept(self, limit: int) -> bool:
         """Take one item if fewer than ``limit`` wait; otherwise count it dropped and refuse."""
+        return self.accept_many(1, limit) == 1
+
+    def accept_many(self, count: int, limit: int) -> int:
+        """Take as many of ``count`` items as fit under ``limit`` waiting; count the rest dropped.
+
+        Returns how many were taken (the first ones).
+        """
         with self._lock:
-            if self.accepted - self.handed >= limit:
-                self.queue_full += 1
-                refused = True
-            else:
-                self.accepted += 1
-                refused = False
-        if refused:
+            taken = max(0, min(count, limit - (self.accepted - self.handed)))
+            self.accepted += taken
+            self.queue_full += count - taken
+        if taken < count:
             self._report("the export queue is full")
-        return not refused
+        return taken
+
+    def record_offered(self, count: int) -> None:
+        """Count ``count`` items produced without a queue (a metric collection handed straight over)."""
+        with self._lock:
+            self.accepted += count
 
     def record_handed(self, count: int) -> None:
         """Count a batch of ``count`` items taken off the queue for export."""
@@ -89,17 +119,20 @@ class DeliveryLedger:
             self._report(reason)
 
     def summary(self) -> str:
-        """One sentence with every count."""
-        unsent = self.accepted - self.handed
+        """One sentence with every count; its numbers add up: exported + not exported = produced."""
+        with self._lock:
+            queue_full, failed, queued, in_flight = self.queue_full, self.failed, self.queued, self.in_flight
+            exported, produced = self.exported, self.produced
+        lost = queue_full + failed + queued + in_flight
         return (
-            f"{self.dropped + unsent} {self.items} not exported to {self.destination} "
-            f"({self.queue_full} refused with the queue full, {self.failed} in failed exports, "
-            f"{unsent} still queued); {self.exported} exported"
+            f"{lost} of {produced} {self.items} not exported to {self.destination} "
+            f"({queue_full} refused with the queue full, {failed} in failed exports, "
+            f"{queued} still queued, {in_flight} in exports not answered); {exported} exported"
         )
 
     def report_final(self) -> None:
-        """At shutdown: report the totals if anything was lost."""
-        if self.dropped or self.accepted != self.handed:
+        """At shutdown: report the totals if anything was not exported."""
+        if self.lost:
             internal_logger().warning("telemetry: %s", self.summary())
 
     def _report(self, reason: str) -> None:
@@ -167,6 +200,51 @@ class CountingLogRecordExporter(LogRecordExporter):
         return self.exporter.force_flush(timeout_millis)
 
 
+class CountingMetricExporter(MetricExporter):
+    """Forwards to ``exporter`` and records each collection's data points in ``ledger``.
+
+    A metric reader has no queue: every collection is produced and handed at once,
+    so its data points are offered and handed together.
+    """
+
+    def __init__(self, exporter: MetricExporter, ledger: DeliveryLedger) -> None:
+        super().__init__(
+            getattr(exporter, "_preferred_temporality", None),
+            getattr(exporter, "_preferred_aggregation", None),
+        )
+        self.exporter = exporter
+        self._ledger = ledger
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        """Export one collection, counting its data points."""
+        count = _data_points(metrics_data)
+        self._ledger.record_offered(count)
+        ok = MetricExportResult.SUCCESS
+        result = _export_counted(
+            self._ledger, count, lambda: self.exporter.export(metrics_data, timeout_millis, **kwargs), ok
+        )
+        return result if isinstance(result, MetricExportResult) else MetricExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        """Flush the wrapped exporter."""
+        return self.exporter.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        """Shut the wrapped exporter down."""
+        self.exporter.shutdown(timeout_millis, **kwargs)
+
+
+def _data_points(metrics_data: MetricsData) -> int:
+    return sum(
+        len(metric.data.data_points)
+        for resource in metrics_data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    )
+
+
 class BoundedSpanProcessor(SpanProcessor):
     """A :class:`BatchSpanProcessor` whose queue bound is enforced, and counted, before it."""
 
@@ -189,6 +267,12 @@ class BoundedSpanProcessor(SpanProcessor):
         if span.context is None or not span.context.trace_flags.sampled:
             return  # the batch processor ignores these too; counting them would leak
         if self.ledger.accept(self._limit):
+            self._batch.on_end(span)
+
+    def on_end_many(self, spans: Sequence[ReadableSpan]) -> None:
+        """Queue several sampled spans at once (an execution's, see :mod:`otel_flash.spans`)."""
+        taken = self.ledger.accept_many(len(spans), self._limit)
+        for span in spans[:taken]:
             self._batch.on_end(span)
 
     def shutdown(self) -> None:

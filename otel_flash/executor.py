@@ -19,10 +19,13 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from otel_flash import threads
+from otel_flash._internal import SdkDiagnostics
 from otel_flash.capture import (
     CapturedLog,
     CaptureProcessor,
@@ -40,6 +43,7 @@ from otel_flash.dependencies import DependencyInstaller
 from otel_flash.exceptions import WorkerShuttingDown
 from otel_flash.faas import FAAS_COLDSTART, FAAS_TRIGGER, ColdStart
 from otel_flash.isolation import ProcessIsolation
+from otel_flash.metrics import ExecutionFacts
 from otel_flash.observation import records_observed, spans_observed, unobserved_span
 from otel_flash.phases import Phase, RunState
 from otel_flash.propagation import extract_context, format_trace_id
@@ -68,6 +72,7 @@ from otel_flash.runtime import (
     with_deployed_code,
 )
 from otel_flash.runtime import Call as _Call
+from otel_flash.spans import LightTracer, light_processors
 from otel_flash.telemetry import resolve_telemetry
 
 _log = logging.getLogger("flash.executor")
@@ -79,7 +84,9 @@ class RemoteExecutor:
     """Runs :class:`FunctionRequest` s, each as a ``flash.execute`` trace with its log captured.
 
     Without arguments it builds its own SDK providers (or uses SDK global providers if
-    the host configured them) and reads :meth:`FlashConfig.from_env`. One executor
+    the host configured them) and reads :meth:`FlashConfig.from_env`. Execution metrics
+    go to ``meter_provider`` (else an SDK global one, else one built when metrics are
+    exported). One executor
     serves many requests at once, from threads and from asyncio tasks. Call
     :meth:`shutdown` (or use it as a context manager) to remove its logging bridge and
     stream routing and flush telemetry.
@@ -91,9 +98,12 @@ class RemoteExecutor:
         *,
         tracer_provider: trace.TracerProvider | None = None,
         logger_provider: LoggerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self.config = config if config is not None else FlashConfig.from_env()
-        self._telemetry = resolve_telemetry(self.config, tracer_provider, logger_provider)
+        self._telemetry = resolve_telemetry(self.config, tracer_provider, logger_provider, meter_provider)
+        self._metrics = self._telemetry.metrics
+        self._light: LightTracer | None = None
         provider = self._telemetry.logger_provider
         self._tracer = self._telemetry.tracer_provider.get_tracer("otel_flash")
         level = logging.getLevelNamesMapping()[self.config.log_level]
@@ -102,6 +112,7 @@ class RemoteExecutor:
         self._redact = Redactor(self.config.secret_values)
         self._lines = LineSink(provider.get_logger("flash.stdio"), self._redact, self._records_wanted)
         self._bridge = LogBridge(provider, level, self._redact)
+        self._bridge.handler.addFilter(SdkDiagnostics())
         self._stdio = StdioRouting(self._capture.current, self._lines) if self.config.capture_stdio else None
         if self.config.propagate_threads:
             threads.acquire()
@@ -273,6 +284,7 @@ class RemoteExecutor:
         restored: list[str] = []
         workspace = Workspace(cfg.workspace_path)
         state = RunState(workspace=workspace, spans_observed=spans_observed(self._telemetry.tracer_provider))
+        state.tracer = self._execution_tracer()
 
         def bound(context: otel_context.Context | None) -> otel_context.Context:
             return bind_workspace(workspace, self._capture.bind(log, context))
@@ -284,7 +296,7 @@ class RemoteExecutor:
             if state.spans_observed:
                 facts: dict[str, AttributeValue] = {FAAS_TRIGGER: "other", **(attributes or {})}
                 facts[FAAS_COLDSTART] = coldstart
-                root = self._tracer.start_span("flash.execute", parent, SpanKind.SERVER, facts)
+                root = state.tracer.start_span("flash.execute", parent, SpanKind.SERVER, facts)
             else:
                 root = unobserved_span(parent)
             root_token = otel_context.attach(trace.set_span_in_context(root, parent))
@@ -303,6 +315,8 @@ class RemoteExecutor:
             fields.setdefault("instance_id", state.instance.instance_id)
             fields.setdefault("instance_info", state.instance.info())
         total_ms = (time.perf_counter_ns() - started) / 1e6
+        if self._metrics is not None:
+            self._metrics.record(_facts(root, state, fields["success"], total_ms, captured))
         report = report_line(
             fields["trace_id"],
             total_ms,
@@ -482,7 +496,17 @@ class RemoteExecutor:
         return cap if cap is not None and (limit is None or limit > cap) else limit
 
     def _phase(self, name: str, state: RunState, attributes: Mapping[str, str] | None = None) -> Phase:
-        return Phase(self._tracer, name, state, attributes, self._redact)
+        return Phase(state.tracer or self._tracer, name, state, attributes, self._redact)
+
+    def _execution_tracer(self) -> trace.Tracer:
+        """Light spans (:mod:`otel_flash.spans`) when only our export queues take spans, else SDK ones."""
+        provider = self._telemetry.tracer_provider
+        processors = light_processors(provider)
+        if not processors or not isinstance(provider, TracerProvider):
+            return self._tracer
+        if self._light is None or self._light.processors != processors:
+            self._light = LightTracer(provider, processors)
+        return self._light
 
 
 def _advance(steps: Generator[_Call, Any, FunctionResponse], outcome: Outcome) -> _Call | FunctionResponse:
@@ -493,6 +517,25 @@ def _advance(steps: Generator[_Call, Any, FunctionResponse], outcome: Outcome) -
     except StopIteration as stop:
         response: FunctionResponse = stop.value
         return response
+
+
+def _facts(
+    root: trace.Span, state: RunState, success: bool, total_ms: float, captured: CapturedLog
+) -> ExecutionFacts:
+    """What the metrics of one execution are made of: timings and counts already at hand."""
+    execution_type = state.root_attributes.get("flash.execution_type", "unknown")
+    return ExecutionFacts(
+        root.get_span_context(),
+        success,
+        execution_type,
+        state.phases_ms,
+        state.failed_phase,
+        total_ms,
+        captured.total_lines,
+        captured.omitted_lines,
+        captured.omitted_bytes,
+        state.installs,
+    )
 
 
 def _carrier_of(payload: RequestLike) -> Mapping[str, str] | None:

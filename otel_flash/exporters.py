@@ -24,7 +24,12 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
-from otel_flash.delivery import BoundedLogRecordProcessor, BoundedSpanProcessor, DeliveryLedger
+from otel_flash.delivery import (
+    BoundedLogRecordProcessor,
+    BoundedSpanProcessor,
+    CountingMetricExporter,
+    DeliveryLedger,
+)
 from otel_flash.export import ExportSettings, Signal, SignalExport
 from otel_flash.redacting import RedactingLogRecordExporter, RedactingSpanExporter
 from otel_flash.redaction import Redactor
@@ -69,11 +74,13 @@ def build_pipeline(
         ledgers.append(ledger)
     reader = None
     if settings.enabled("metrics"):
+        ledger = DeliveryLedger("metric data points", _destination(settings.metrics, "metrics"))
         reader = PeriodicExportingMetricReader(
-            build_metric_exporter(settings.metrics, out),
+            CountingMetricExporter(build_metric_exporter(settings.metrics, out), ledger),
             export_interval_millis=settings.metric_interval_ms,
             export_timeout_millis=settings.metric_timeout_ms,
         )
+        ledgers.append(ledger)
     return ExportPipeline(spans, logs, reader, tuple(ledgers))
 
 

@@ -1,38 +1,51 @@
-"""Execution metrics, derived from finished ``flash.*`` spans.
+"""Execution metrics, from the executor's own phase timings (no span needed).
 
-:class:`SpanMetricsProcessor` sits on the tracer provider and turns each finished
-span into measurements, so no other module records metrics itself:
+The executor hands :meth:`ExecutionMetrics.record` one tuple per execution: the
+timings and facts it gathers anyway for the ``REPORT`` line. Nothing else happens on
+the execution's path (an SDK instrument call costs ~6 µs, six per execution would
+add half a trivial request). The tuples are turned into measurements when the
+metric reader collects (or by a background drain once many are pending), so
+metrics-only export keeps the lean path (:mod:`otel_flash.observation`):
 
-========================================  =========  ===========================================
-instrument                                kind       attributes
-========================================  =========  ===========================================
-``flash.executions``                      counter    ``flash.outcome``, ``flash.execution_type``
-``flash.phase.duration`` (s)              histogram  ``flash.phase`` (``execute`` for the whole
-                                                     execution), ``flash.outcome``
-``flash.dependencies.installs``           counter    ``flash.dependencies.kind``,
-                                                     ``flash.dependencies.installer``,
-                                                     ``flash.outcome``
-``flash.dependencies.cache_hits``         counter    ``flash.dependencies.kind``,
-                                                     ``flash.dependencies.installer``
-``flash.log.lines``                       counter    ``flash.log.disposition`` (``kept`` or
-                                                     ``omitted``)
+========================================  ==================  ================================
+instrument                                kind                attributes
+========================================  ==================  ================================
+``flash.executions``                      counter             ``flash.outcome``,
+                                                              ``flash.execution_type``
+``flash.phase.duration`` (s)              histogram           ``flash.phase`` (``execute`` for
+                                                              the whole execution),
+                                                              ``flash.outcome``
+``flash.dependencies.installs``           counter             ``flash.dependencies.kind``,
+                                                              ``flash.dependencies.installer``,
+                                                              ``flash.outcome``
+``flash.dependencies.cache_hits``         counter             ``flash.dependencies.kind``,
+                                                              ``flash.dependencies.installer``
+``flash.log.lines``                       counter             ``flash.log.disposition``
+                                                              (``kept`` or ``omitted``)
 ``flash.log.omitted_bytes`` (By)          counter
-========================================  =========  ===========================================
+========================================  ==================  ================================
 
-``flash.outcome`` is ``success`` or ``error``.
+``flash.outcome`` is ``success`` or ``error``. Counters are observable counters fed
+from cumulative totals kept here; the ``execute`` series of the histogram has exemplars
+pointing at the execution's ``flash.execute`` span (the phase series have none: each
+exemplar costs about 4 µs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import threading
+import time
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
-from opentelemetry.context import Context
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import StatusCode
+from opentelemetry import trace
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.trace import SpanContext
 
 from otel_flash._internal import internal_logger
+from otel_flash.phases import InstallFacts
 
 _DURATION_BUCKETS_S = (
     0.001,
@@ -51,94 +64,130 @@ _DURATION_BUCKETS_S = (
     60.0,
     300.0,
 )
-_DEPENDENCY_KINDS = {"flash.dependencies.system": "system", "flash.dependencies.python": "python"}
+_DRAIN_AT = 1024  # pending executions that start a background drain between collections
+_YIELD_EVERY = 32  # executions measured between two offers of the GIL to other threads
+
+Labels = tuple[tuple[str, str], ...]
 
 
-class SpanMetricsProcessor(SpanProcessor):
-    """Records the metrics of executions from their spans as the spans end.
+class ExecutionFacts(NamedTuple):
+    """What one execution hands to :meth:`ExecutionMetrics.record` (built without copying)."""
 
-    Never raises into the code that ends a span: a failure is reported on
-    ``flash.internal``.
+    span_context: SpanContext
+    success: bool
+    execution_type: str
+    phases_ms: dict[str, float]
+    failed_phase: str | None
+    total_ms: float
+    log_lines: int
+    omitted_lines: int
+    omitted_bytes: int
+    installs: list[InstallFacts]
+
+
+class ExecutionMetrics:
+    """The metrics of executions on one meter provider; shared by every executor using it.
+
+    Use :meth:`of` to get the one of a provider: an observable instrument's callback
+    can be registered once per provider, so two executors on one provider share it.
     """
 
     def __init__(self, meter_provider: MeterProvider) -> None:
         meter = meter_provider.get_meter("otel_flash")
-        self._executions = meter.create_counter(
-            "flash.executions", unit="{execution}", description="Executions, by outcome."
-        )
+        self._pending: list[ExecutionFacts] = []
+        self._lock = threading.Lock()
+        self._draining = False
+        self._totals: dict[str, Counter[Labels]] = {name: Counter() for name in _COUNTERS}
         self._duration = meter.create_histogram(
             "flash.phase.duration",
             unit="s",
             description="Duration of each phase of an execution, and of the whole execution.",
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS_S,
         )
-        self._installs = meter.create_counter(
-            "flash.dependencies.installs", unit="{install}", description="Installer processes run."
+        for name, (unit, description) in _COUNTERS.items():
+            meter.create_observable_counter(name, [self._observer(name)], unit=unit, description=description)
+
+    @classmethod
+    def of(cls, meter_provider: MeterProvider) -> ExecutionMetrics:
+        """The metrics of ``meter_provider``, created on first use."""
+        with _registry_lock:
+            found = _registry.get(meter_provider)
+            if found is None:
+                found = _registry[meter_provider] = cls(meter_provider)
+            return found
+
+    def record(self, facts: ExecutionFacts) -> None:
+        """Keep one execution's facts; measured at the next collection. Never raises."""
+        self._pending.append(facts)  # list.append is atomic: no lock on the execution's path
+        if len(self._pending) >= _DRAIN_AT and not self._draining:
+            self._draining = True
+            threading.Thread(target=self.drain, name="flash-metrics-drain", daemon=True).start()
+
+    def drain(self) -> None:
+        """Turn pending facts into measurements (histogram points, counter totals)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            self._draining = False
+            try:
+                for index, facts in enumerate(pending, 1):
+                    self._measure(facts)
+                    if not index % _YIELD_EVERY:
+                        time.sleep(0)  # let executions run: a drain must not hold the GIL for long
+            except Exception:
+                internal_logger().exception("could not record the metrics of executions")
+
+    def _measure(self, facts: ExecutionFacts) -> None:
+        outcome = "success" if facts.success else "error"
+        context = trace.set_span_in_context(trace.NonRecordingSpan(facts.span_context))
+        self._totals["flash.executions"][
+            (("flash.outcome", outcome), ("flash.execution_type", facts.execution_type))
+        ] += 1
+        record = self._duration.record
+        record(facts.total_ms / 1e3, {"flash.phase": "execute", "flash.outcome": outcome}, context)
+        for phase, elapsed_ms in facts.phases_ms.items():
+            failed = facts.failed_phase == f"flash.{phase}"
+            labels = {"flash.phase": phase, "flash.outcome": "error" if failed else "success"}
+            record(elapsed_ms / 1e3, labels)  # an exemplar costs ~4 µs: the execute point has one
+        for install in facts.installs:
+            self._count_install(install)
+        kept = max(0, facts.log_lines - facts.omitted_lines)
+        self._totals["flash.log.lines"][(("flash.log.disposition", "kept"),)] += kept
+        if facts.omitted_lines:
+            self._totals["flash.log.lines"][(("flash.log.disposition", "omitted"),)] += facts.omitted_lines
+        if facts.omitted_bytes:
+            self._totals["flash.log.omitted_bytes"][()] += facts.omitted_bytes
+
+    def _count_install(self, install: InstallFacts) -> None:
+        labels: Labels = (
+            ("flash.dependencies.kind", install.kind),
+            ("flash.dependencies.installer", install.installer),
         )
-        self._cache_hits = meter.create_counter(
-            "flash.dependencies.cache_hits",
-            unit="{install}",
-            description="Dependency phases skipped because everything was already installed.",
-        )
-        self._log_lines = meter.create_counter(
-            "flash.log.lines", unit="{line}", description="Captured lines, kept or omitted."
-        )
-        self._omitted_bytes = meter.create_counter(
-            "flash.log.omitted_bytes", unit="By", description="Bytes of captured output omitted."
-        )
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Nothing to do when a span starts."""
-
-    def on_end(self, span: ReadableSpan) -> None:
-        """Record the measurements ``span`` stands for, if it is one of ours."""
-        if not span.name.startswith("flash."):
-            return
-        try:
-            self._record(span)
-        except Exception:
-            internal_logger().exception("could not record metrics of span %r", span.name)
-
-    def shutdown(self) -> None:
-        """Nothing to release; the meter provider is shut down by its owner."""
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing is buffered here."""
-        return True
-
-    def _record(self, span: ReadableSpan) -> None:
-        attributes: Mapping[str, Any] = span.attributes or {}
-        seconds = max(0, (span.end_time or 0) - (span.start_time or 0)) / 1e9
-        if span.name == "flash.execute":
-            outcome = "success" if attributes.get("flash.success") else "error"
-            kind = str(attributes.get("flash.execution_type", "unknown"))
-            self._executions.add(1, {"flash.outcome": outcome, "flash.execution_type": kind})
-            self._duration.record(seconds, {"flash.phase": "execute", "flash.outcome": outcome})
-            self._record_log(attributes)
-            return
-        outcome = "error" if span.status.status_code is StatusCode.ERROR else "success"
-        self._duration.record(
-            seconds, {"flash.phase": span.name.removeprefix("flash."), "flash.outcome": outcome}
-        )
-        if span.name in _DEPENDENCY_KINDS:
-            self._record_install(_DEPENDENCY_KINDS[span.name], attributes, outcome)
-
-    def _record_install(self, kind: str, attributes: Mapping[str, Any], outcome: str) -> None:
-        labels = {
-            "flash.dependencies.kind": kind,
-            "flash.dependencies.installer": str(attributes.get("flash.dependencies.installer", "unknown")),
-        }
-        if attributes.get("flash.dependencies.skipped"):
-            self._cache_hits.add(1, labels)
+        if install.skipped:
+            self._totals["flash.dependencies.cache_hits"][labels] += 1
         else:
-            self._installs.add(1, {**labels, "flash.outcome": outcome})
+            outcome = "error" if install.failed else "success"
+            self._totals["flash.dependencies.installs"][(*labels, ("flash.outcome", outcome))] += 1
 
-    def _record_log(self, attributes: Mapping[str, Any]) -> None:
-        total = int(attributes.get("flash.log.lines", 0))
-        omitted = int(attributes.get("flash.log.omitted_lines", 0))
-        self._log_lines.add(max(0, total - omitted), {"flash.log.disposition": "kept"})
-        if omitted:
-            self._log_lines.add(omitted, {"flash.log.disposition": "omitted"})
-        omitted_bytes = int(attributes.get("flash.log.omitted_bytes", 0))
-        if omitted_bytes:
-            self._omitted_bytes.add(omitted_bytes)
+    def _observer(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            self.drain()
+            with self._lock:
+                totals = list(self._totals[name].items())
+            return [Observation(value, dict(labels)) for labels, value in totals]
+
+        return observe
+
+
+_COUNTERS: dict[str, tuple[str, str]] = {
+    "flash.executions": ("{execution}", "Executions, by outcome."),
+    "flash.dependencies.installs": ("{install}", "Installer processes run."),
+    "flash.dependencies.cache_hits": (
+        "{install}",
+        "Dependency phases skipped because everything was already installed.",
+    ),
+    "flash.log.lines": ("{line}", "Captured lines, kept or omitted."),
+    "flash.log.omitted_bytes": ("By", "Bytes of captured output omitted."),
+}
+# one ExecutionMetrics per provider (see ExecutionMetrics.of); entries go with their provider
+_registry: weakref.WeakKeyDictionary[MeterProvider, ExecutionMetrics] = weakref.WeakKeyDictionary()
+_registry_lock = threading.Lock()

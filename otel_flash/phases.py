@@ -6,6 +6,7 @@ import time
 from collections.abc import Mapping
 from contextvars import Token
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -13,6 +14,17 @@ from opentelemetry.context import Context
 
 from otel_flash.redaction import Redactor
 from otel_flash.runtime import Instance, Workspace, record_failure
+
+_DEPENDENCY_KINDS = {"flash.dependencies.system": "system", "flash.dependencies.python": "python"}
+
+
+class InstallFacts(NamedTuple):
+    """One dependency phase, for the install metrics."""
+
+    kind: str
+    installer: str
+    skipped: bool
+    failed: bool
 
 
 @dataclass(slots=True)
@@ -25,6 +37,8 @@ class RunState:
     workspace: Workspace | None = None
     root_attributes: dict[str, str] = field(default_factory=dict)
     spans_observed: bool = True
+    tracer: trace.Tracer | None = None
+    installs: list[InstallFacts] = field(default_factory=list)
 
 
 class Phase:
@@ -33,7 +47,8 @@ class Phase:
     A plain class rather than ``start_as_current_span``: phases are on every
     request's path, and this saves the decorator and generator layers. When nothing
     observes spans (:mod:`otel_flash.observation`) a phase makes no span at all: records
-    keep the ids of the root's stand-in span, and the phase is still timed.
+    keep the ids of the root's stand-in span, and the phase is still timed. Dependency
+    phases (slow anyway) always get a span: the installer writes its facts there.
     """
 
     __slots__ = ("_attributes", "_name", "_redact", "_span", "_started", "_state", "_token", "_tracer")
@@ -56,7 +71,8 @@ class Phase:
         self._started = time.perf_counter_ns()
         self._span: trace.Span = trace.INVALID_SPAN
         self._token: Token[Context] | None = None
-        if not self._state.spans_observed:  # nothing would see it: the root stand-in stays current
+        lean = not self._state.spans_observed and self._name not in _DEPENDENCY_KINDS
+        if lean:  # nothing would see it: the root stand-in stays current
             return self._span
         self._span = self._tracer.start_span(self._name, attributes=self._attributes)
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
@@ -69,5 +85,16 @@ class Phase:
             self._state.failed_phase = self._name
             record_failure(self._span, exc, self._redact)
         self._span.end()
+        if self._name in _DEPENDENCY_KINDS:
+            self._state.installs.append(_install_facts(self._name, self._span, exc is not None))
         elapsed_ms = (time.perf_counter_ns() - self._started) / 1e6
         self._state.phases_ms[self._name.removeprefix("flash.")] = elapsed_ms
+
+
+def _install_facts(name: str, span: trace.Span, failed: bool) -> InstallFacts:
+    """What the installer wrote on its phase's span."""
+    attributes = getattr(span, "attributes", None) or {}
+    installer = str(attributes.get("flash.dependencies.installer", "unknown"))
+    return InstallFacts(
+        _DEPENDENCY_KINDS[name], installer, bool(attributes.get("flash.dependencies.skipped")), failed
+    )

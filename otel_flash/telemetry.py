@@ -1,8 +1,9 @@
 """Which tracer, logger and meter providers an executor uses, and how to build SDK ones.
 
 Providers built here get the exporters :class:`~otel_flash.export.ExportSettings`
-asks for, and a :class:`~otel_flash.metrics.SpanMetricsProcessor` when metrics are
-exported. Providers a caller passes in are used as they are: nothing is added to them.
+asks for; when metrics are exported, executions record them through
+:class:`~otel_flash.metrics.ExecutionMetrics` on the meter provider. Providers a caller passes
+in are used as they are: nothing is added to them.
 Flushing and shutting down never take longer than ``export.shutdown_timeout_s``,
 however unresponsive the collector is.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO, TypeVar
@@ -27,7 +29,7 @@ from otel_flash.config import FlashConfig
 from otel_flash.delivery import DeliveryLedger
 from otel_flash.exceptions import ConfigError
 from otel_flash.exporters import build_pipeline
-from otel_flash.metrics import SpanMetricsProcessor
+from otel_flash.metrics import ExecutionMetrics
 from otel_flash.redaction import Redactor
 
 _P = TypeVar("_P")
@@ -56,17 +58,29 @@ class Telemetry:
     shutdown_timeout_s: float = 5.0
     borrowed: tuple[object, ...] = ()
 
+    @property
+    def metrics(self) -> ExecutionMetrics | None:
+        """Where executions record their metrics; None when nothing collects them."""
+        return ExecutionMetrics.of(self.meter_provider) if self.meter_provider is not None else None
+
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Export what batch processors hold; gives up after ``timeout_millis`` (returns False)."""
-        actions = [_flush_action(provider, timeout_millis) for provider in self._providers()]
+        actions = [(provider, _flush_action(provider, timeout_millis)) for provider in self._providers()]
         return _run_bounded(actions, timeout_millis / 1000, "flushing telemetry")
 
     def shutdown(self) -> None:
-        """Flush, then shut down the providers built here; bounded by ``shutdown_timeout_s``."""
+        """Flush, then shut down the providers built here; bounded by ``shutdown_timeout_s``.
+
+        The limit bounds the whole shutdown of a provider, however many telemetries
+        share it: when an earlier flush or shutdown of one of these providers is still
+        stuck on the collector, this one waits no later than that one's deadline.
+        """
         actions = []
         for provider in self._providers():
             owned = self.owned and not any(provider is other for other in self.borrowed)
-            actions.append(_shutdown_action(provider) if owned else _flush_action(provider, 30_000))
+            actions.append(
+                (provider, _shutdown_action(provider) if owned else _flush_action(provider, 30_000))
+            )
         _run_bounded(actions, self.shutdown_timeout_s, "shutting telemetry down")
         for ledger in self.ledgers:
             ledger.report_final()
@@ -88,7 +102,7 @@ def build_providers(config: FlashConfig, *, console: TextIO | None = None) -> Te
 
     ``console`` receives the output of ``console`` exporters (default: the real stdout).
     """
-    return _build(config, None, None, console)
+    return _build(config, None, None, console, None)
 
 
 def configure_telemetry(config: FlashConfig | None = None) -> Telemetry:
@@ -113,8 +127,13 @@ def resolve_telemetry(
     config: FlashConfig,
     tracer_provider: trace.TracerProvider | None,
     logger_provider: LoggerProvider | None,
+    meter_provider: MeterProvider | None = None,
 ) -> Telemetry:
-    """Explicit providers first, then SDK global providers, else fresh ones of our own."""
+    """Explicit providers first, then SDK global providers, else fresh ones of our own.
+
+    Metrics go to ``meter_provider``, else to an SDK global meter provider, else to
+    one built here when metrics are exported.
+    """
     if logger_provider is not None and not isinstance(logger_provider, LoggerProvider):
         msg = "logger_provider must be an SDK LoggerProvider (opentelemetry.sdk._logs.LoggerProvider)"
         raise ConfigError(msg)
@@ -122,9 +141,12 @@ def resolve_telemetry(
     global_logger = get_logger_provider()
     tracer = tracer_provider or (global_tracer if isinstance(global_tracer, TracerProvider) else None)
     logger = logger_provider or (global_logger if isinstance(global_logger, LoggerProvider) else None)
+    global_meter = metrics.get_meter_provider()
+    meter = meter_provider or (global_meter if isinstance(global_meter, MeterProvider) else None)
     if tracer is not None and logger is not None:
-        return Telemetry(tracer, logger, owned=False, shutdown_timeout_s=config.export.shutdown_timeout_s)
-    return _build(config, tracer, logger, None)
+        timeout_s = config.export.shutdown_timeout_s
+        return Telemetry(tracer, logger, owned=False, meter_provider=meter, shutdown_timeout_s=timeout_s)
+    return _build(config, tracer, logger, None, meter)
 
 
 def _build(
@@ -132,20 +154,18 @@ def _build(
     tracer: trace.TracerProvider | None,
     logger: LoggerProvider | None,
     console: TextIO | None,
+    meter: MeterProvider | None,
 ) -> Telemetry:
     """Build what is missing; exporters go only on what is built here."""
-    given = tuple(provider for provider in (tracer, logger) if provider is not None)
+    given = tuple(provider for provider in (tracer, logger, meter) if provider is not None)
     resource = build_resource(config)
     pipeline = build_pipeline(config.export, console, Redactor(config.secret_values))
-    meter = None
-    if pipeline.metric_reader is not None and tracer is None:
+    if pipeline.metric_reader is not None and meter is None:
         meter = MeterProvider([pipeline.metric_reader], resource=resource, shutdown_on_exit=False)
     if tracer is None:
         own_tracer = _enabled(TracerProvider(resource=resource, shutdown_on_exit=False))
         if pipeline.span_processor is not None:
             own_tracer.add_span_processor(pipeline.span_processor)
-        if meter is not None:
-            own_tracer.add_span_processor(SpanMetricsProcessor(meter))
         tracer = own_tracer
     if logger is None:
         logger = _enabled(LoggerProvider(resource=resource, shutdown_on_exit=False))
@@ -176,23 +196,30 @@ def _shutdown_action(provider: Any) -> Callable[[], object]:
     return shutdown if callable(shutdown) else (lambda: None)
 
 
-def _run_bounded(actions: list[Callable[[], object]], timeout_s: float, what: str) -> bool:
-    """Run ``actions`` side by side in daemon threads; wait for them at most ``timeout_s``.
+def _run_bounded(actions: list[tuple[object, Callable[[], object]]], timeout_s: float, what: str) -> bool:
+    """Run each provider's action side by side in daemon threads; wait for them at most ``timeout_s``.
 
     An exporter stuck on an unresponsive collector keeps its thread until its own
-    request deadline; the caller is never held past ``timeout_s``.
+    request deadline; the caller is never held past ``timeout_s``, nor past the
+    deadline of an earlier action on the same providers that is still stuck.
     """
+    deadline = _stuck.deadline([provider for provider, _ in actions], time.monotonic() + timeout_s)
     results: list[object] = []
     threads = [
         threading.Thread(target=_collect, args=(action, results, what), name="flash-telemetry", daemon=True)
-        for action in actions
+        for _, action in actions
     ]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + timeout_s
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
-    if any(thread.is_alive() for thread in threads):
+    stuck = [
+        (provider, thread)
+        for (provider, _), thread in zip(actions, threads, strict=True)
+        if thread.is_alive()
+    ]
+    if stuck:
+        _stuck.remember(stuck, deadline)
         internal_logger().warning(
             "telemetry: %s did not finish within %.1f s (is the collector reachable?); "
             "not waiting any longer",
@@ -201,6 +228,44 @@ def _run_bounded(actions: list[Callable[[], object]], timeout_s: float, what: st
         )
         return False
     return all(result is not False for result in results)
+
+
+class _StuckActions:
+    """Flushes and shutdowns still running past their deadline, by provider.
+
+    The executor flushes providers a host (the CLI, say) then shuts down; with the
+    collector down, each would wait the full limit. A later action on a provider
+    whose earlier action is still stuck shares that earlier deadline instead.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_provider: weakref.WeakKeyDictionary[object, tuple[threading.Thread, float]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def deadline(self, providers: list[object], proposed: float) -> float:
+        """``proposed``, or an earlier deadline of a still-running action on one of ``providers``."""
+        with self._lock:
+            earlier = [self._by_provider.get(provider) for provider in providers if _weakrefable(provider)]
+        pending = [
+            limit for found in earlier if found is not None and found[0].is_alive() for limit in [found[1]]
+        ]
+        return min([proposed, *pending])
+
+    def remember(self, stuck: list[tuple[object, threading.Thread]], deadline: float) -> None:
+        """Record threads still running for their providers past ``deadline``."""
+        with self._lock:
+            for provider, thread in stuck:
+                if _weakrefable(provider):
+                    self._by_provider[provider] = (thread, deadline)
+
+
+def _weakrefable(provider: object) -> bool:
+    return hasattr(type(provider), "__weakref__")
+
+
+_stuck = _StuckActions()
 
 
 def _collect(action: Callable[[], object], results: list[object], what: str) -> None:

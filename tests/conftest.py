@@ -48,3 +48,19 @@ def executor(telemetry: TelemetryCapture, isolation: Isolation) -> Iterator[Remo
         logger_provider=telemetry.logger_provider,
     ) as instance:
         yield instance
+
+
+@pytest.fixture
+def internal_reports() -> Iterator[list[str]]:
+    """Messages written to the ``flash.internal`` logger (the worker's own stderr)."""
+    messages: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    handler = Keep()
+    logger = logging.getLogger("flash.internal")
+    logger.addHandler(handler)
+    yield messages
+    logger.removeHandler(handler)

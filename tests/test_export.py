@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import logging
 import time
-from collections.abc import Iterator
 from typing import Literal
 
 import pytest
@@ -42,22 +40,6 @@ def _request() -> dict[str, object]:
         "baggage": "tenant=acme",
     }
     return request
-
-
-@pytest.fixture
-def internal_reports() -> Iterator[list[str]]:
-    """Messages written to the ``flash.internal`` logger (the worker's own stderr)."""
-    messages: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    handler = Keep()
-    logger = logging.getLogger("flash.internal")
-    logger.addHandler(handler)
-    yield messages
-    logger.removeHandler(handler)
 
 
 # -- settings ----------------------------------------------------------------------------------

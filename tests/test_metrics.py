@@ -1,7 +1,8 @@
-"""Metrics derived from finished flash spans: executions, phase durations, installs and log lines."""
+"""Metrics from the executor's own timings: executions, phase durations, installs and log lines."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,10 +10,14 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN_CONTEXT
 
 from otel_flash import FlashConfig, RemoteExecutor
-from otel_flash.metrics import SpanMetricsProcessor
+from otel_flash.export import ExportSettings, SignalExport
+from otel_flash.metrics import ExecutionFacts, ExecutionMetrics
+from otel_flash.observation import spans_observed
+from otel_flash.phases import InstallFacts
+from otel_flash.telemetry import build_providers
 from otel_flash.testing import TelemetryCapture
 from tests.requests import function_request
 
@@ -27,13 +32,12 @@ def chatty(n):
 
 
 class Metrics:
-    """A tracer provider whose spans feed a SpanMetricsProcessor read in memory."""
+    """A meter provider read in memory, and a tracer provider with nothing observing its spans."""
 
     def __init__(self) -> None:
         self.reader = InMemoryMetricReader()
         self.meter_provider = MeterProvider([self.reader], shutdown_on_exit=False)
         self.tracer_provider = TracerProvider(shutdown_on_exit=False)
-        self.tracer_provider.add_span_processor(SpanMetricsProcessor(self.meter_provider))
 
     def points(self, name: str) -> list[tuple[dict[str, Any], float]]:
         """``(attributes, value)`` of each data point of ``name``; a histogram's value is its count."""
@@ -53,7 +57,7 @@ class Metrics:
 
 @pytest.fixture
 def metrics() -> Iterator[Metrics]:
-    """Fresh in-memory metrics fed by spans."""
+    """Fresh in-memory metrics."""
     found = Metrics()
     yield found
     found.tracer_provider.shutdown()
@@ -62,11 +66,12 @@ def metrics() -> Iterator[Metrics]:
 
 @pytest.fixture
 def metered(metrics: Metrics, telemetry: TelemetryCapture) -> Iterator[RemoteExecutor]:
-    """An executor whose spans go to ``metrics``."""
+    """An executor whose metrics go to ``metrics``."""
     with RemoteExecutor(
         FlashConfig(max_log_lines=4),
         tracer_provider=metrics.tracer_provider,
         logger_provider=telemetry.logger_provider,
+        meter_provider=metrics.meter_provider,
     ) as executor:
         yield executor
 
@@ -105,23 +110,20 @@ def test_log_lines_kept_and_omitted_are_counted(metered: RemoteExecutor, metrics
     assert [value for _, value in metrics.points("flash.log.omitted_bytes")] != [0]
 
 
-def test_dependency_spans_count_installs_and_cache_hits(metrics: Metrics) -> None:
+def test_dependency_phases_count_installs_and_cache_hits(metrics: Metrics) -> None:
     """An install that ran counts as an install by outcome; a skipped one as a cache hit."""
-    tracer = metrics.tracer_provider.get_tracer("test")
-    installer = {"flash.dependencies.installer": "uv"}
-    with tracer.start_as_current_span("flash.dependencies.python", attributes=installer):
-        pass
-    with tracer.start_as_current_span("flash.dependencies.python", attributes=installer) as span:
-        span.set_status(Status(StatusCode.ERROR))
-    with tracer.start_as_current_span(
-        "flash.dependencies.system", attributes={"flash.dependencies.installer": "apt-get"}
-    ) as span:
-        span.set_attribute("flash.dependencies.skipped", True)
-    installs = sorted(
+    installs = [
+        InstallFacts("python", "uv", skipped=False, failed=False),
+        InstallFacts("python", "uv", skipped=False, failed=True),
+        InstallFacts("system", "apt-get", skipped=True, failed=False),
+    ]
+    facts = ExecutionFacts(INVALID_SPAN_CONTEXT, True, "function", {}, None, 1.0, 0, 0, 0, installs)
+    ExecutionMetrics.of(metrics.meter_provider).record(facts)
+    counted = sorted(
         (a["flash.dependencies.kind"], a["flash.outcome"], v)
         for a, v in metrics.points("flash.dependencies.installs")
     )
-    assert installs == [("python", "error", 1), ("python", "success", 1)]
+    assert counted == [("python", "error", 1), ("python", "success", 1)]
     hits = [
         (a["flash.dependencies.kind"], a["flash.dependencies.installer"], v)
         for a, v in metrics.points("flash.dependencies.cache_hits")
@@ -129,8 +131,37 @@ def test_dependency_spans_count_installs_and_cache_hits(metrics: Metrics) -> Non
     assert hits == [("system", "apt-get", 1)]
 
 
-def test_spans_not_ours_are_ignored(metrics: Metrics) -> None:
-    """A user's span records nothing."""
-    with metrics.tracer_provider.get_tracer("user").start_as_current_span("my.work"):
-        pass
-    assert metrics.points("flash.phase.duration") == []
+def test_satisfied_dependencies_count_as_a_cache_hit_on_the_lean_path(
+    metered: RemoteExecutor, metrics: Metrics
+) -> None:
+    """With nothing observing spans, an already-installed requirement still counts as a cache hit."""
+    request = function_request(CHATTY, "chatty", 1)
+    request["dependencies"] = ["pytest"]
+    assert metered.execute_sync(request).success
+    hits = [(a["flash.dependencies.kind"], v) for a, v in metrics.points("flash.dependencies.cache_hits")]
+    assert hits == [("python", 1)]
+
+
+def test_metrics_only_export_keeps_the_lean_path() -> None:
+    """Exporting metrics alone adds no span processor, so executions keep the lean path."""
+    export = ExportSettings(metrics=SignalExport("console"))
+    telemetry = build_providers(FlashConfig().replace(export=export), console=io.StringIO())
+    try:
+        assert telemetry.metrics is not None
+        assert not spans_observed(telemetry.tracer_provider)
+    finally:
+        telemetry.shutdown()
+
+
+def test_two_executors_on_one_meter_provider_both_count(
+    metrics: Metrics, telemetry: TelemetryCapture
+) -> None:
+    """Executors sharing a meter provider share its instruments: every execution is counted once."""
+    for _ in range(2):
+        with RemoteExecutor(
+            tracer_provider=metrics.tracer_provider,
+            logger_provider=telemetry.logger_provider,
+            meter_provider=metrics.meter_provider,
+        ) as executor:
+            executor.execute_sync(function_request(CHATTY, "chatty", 1))
+    assert [value for _, value in metrics.points("flash.executions")] == [2]

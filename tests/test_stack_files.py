@@ -164,3 +164,15 @@ def test_healthcheck_waits_for_200_from_ping() -> None:
     check = dockerfile.split("HEALTHCHECK", 1)[1].split("\nCMD ", 1)[0]
     assert "/ping" in check and "status != 200" in check
     assert "--start-period=" in check
+
+
+def test_worker_stop_grace_period_covers_the_whole_shutdown(compose: dict[str, Any]) -> None:
+    """Docker waits for the drain, uvicorn's close, the telemetry flush and its summary before SIGKILL."""
+    from otel_flash.config import FlashConfig
+
+    worker = compose["services"]["worker"]
+    config = FlashConfig.from_env({key: str(value) for key, value in worker["environment"].items()})
+    match = re.fullmatch(r"(\d+)s", str(worker["stop_grace_period"]))
+    assert match is not None
+    needed = config.shutdown_grace_s + 1 + config.export.shutdown_timeout_s + 2
+    assert int(match.group(1)) >= needed

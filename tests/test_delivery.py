@@ -1,0 +1,121 @@
+"""Exact accounting of exported telemetry: exported + not exported = produced, for every signal."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
+
+from otel_flash import FlashConfig, RemoteExecutor
+from otel_flash.delivery import DeliveryLedger
+from otel_flash.export import BatchSettings, ExportSettings
+from tests.otlp_receivers import GrpcReceiver
+from tests.requests import function_request
+
+WORK = """
+import logging
+
+def work(n):
+    logging.getLogger("user").warning("working on %d", n)
+    return n
+"""
+
+
+def test_items_in_an_unanswered_export_count_as_not_exported() -> None:
+    """A batch handed to an exporter that never answered is in the summary's total, not missing from it."""
+    ledger = DeliveryLedger("log records", "http://collector:4317")
+    for _ in range(5):
+        ledger.accept(10)
+    ledger.record_handed(3)
+    ledger.record_result(1, True)
+    assert ledger.summary() == (
+        "4 of 5 log records not exported to http://collector:4317 (0 refused with the queue full, "
+        "0 in failed exports, 2 still queued, 2 in exports not answered); 1 exported"
+    )
+    assert ledger.exported + ledger.lost == ledger.produced
+
+
+def test_every_signal_adds_up_when_the_collector_stops(internal_reports: list[str]) -> None:
+    """Spans, log records and metric points: what arrived plus what is reported lost is all that was made."""
+    receiver = GrpcReceiver().start()
+    export = ExportSettings.otlp(
+        receiver.endpoint,
+        timeout_s=1.0,
+        span_batch=BatchSettings(schedule_delay_ms=10),
+        log_batch=BatchSettings(schedule_delay_ms=10),
+        metric_interval_ms=100,
+        shutdown_timeout_s=2.0,
+    )
+    executor = RemoteExecutor(FlashConfig().replace(export=export))
+    try:
+        for n in range(5):
+            executor.execute_sync(function_request(WORK, "work", n))
+        assert _wait(lambda: all(ledger.exported for ledger in executor._telemetry.ledgers))
+    finally:
+        receiver.__exit__(None, None, None)
+    for n in range(5):
+        executor.execute_sync(function_request(WORK, "work", n))
+    time.sleep(0.5)  # a metric export or two fails against the stopped collector
+    executor.shutdown()
+    ledgers = {ledger.items: ledger for ledger in executor._telemetry.ledgers}
+    assert set(ledgers) == {"spans", "log records", "metric data points"}
+    for ledger in ledgers.values():
+        assert ledger.exported + ledger.lost == ledger.produced
+        assert ledger.exported > 0
+        assert ledger.lost > 0, ledger.summary()
+        assert f"telemetry: {ledger.summary()}" in internal_reports
+    assert ledgers["spans"].produced == 40
+    assert ledgers["log records"].produced == 10
+    assert ledgers["metric data points"].failed > 0
+    assert ledgers["spans"].exported <= len(receiver.received.spans())
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+class _StuckExporter(LogRecordExporter):
+    """Blocks every export until released: a user's exporter behind a slow collector."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        """Wait until released."""
+        self.release.wait(10)
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        """Let any waiting export go."""
+        self.release.set()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing is held here."""
+        return True
+
+
+def test_drops_in_a_processor_the_user_passes_in_reach_stderr(internal_reports: list[str]) -> None:
+    """The SDK's own "queue full" warning, logged inside an execution, is reported, not swallowed."""
+    exporter = _StuckExporter()
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(
+        BatchLogRecordProcessor(exporter, max_queue_size=2, max_export_batch_size=1, schedule_delay_millis=10)
+    )
+    chatty = "import logging\ndef chatty():\n    for i in range(20):\n        logging.warning('x')\n"
+    try:
+        with RemoteExecutor(FlashConfig(), logger_provider=provider) as executor:
+            response = executor.execute_sync(function_request(chatty, "chatty"))
+    finally:
+        exporter.release.set()
+        provider.shutdown()
+    assert response.success
+    assert any(message.startswith("Queue full, dropping") for message in internal_reports)
+    assert "Queue full" not in (response.stdout or "")
