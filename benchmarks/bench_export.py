@@ -23,7 +23,7 @@ from benchmarks._receiver import ReceiverProcess
 from benchmarks._stock import StockExecutor, encode_floor
 from benchmarks.bench_execution import CODE as TRIVIAL_CODE
 from otel_flash import FlashConfig, RemoteExecutor
-from otel_flash.export import SIGNALS, BatchSettings, ExportSettings, OtlpProtocol, Signal
+from otel_flash.export_settings import SIGNALS, BatchSettings, ExportSettings, OtlpProtocol, Signal
 from tests.otlp_receivers import BlackHole, GrpcReceiver, HttpReceiver, refused_endpoint
 
 RUNS = 300

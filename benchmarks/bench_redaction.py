@@ -13,8 +13,8 @@ from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.trace import ReadableSpan
 
-from otel_flash.redacting import redact_log_record, redact_span
 from otel_flash.redaction import Redactor
+from otel_flash.telemetry.redacting import redact_log_record, redact_span
 from otel_flash.testing import capture_telemetry
 
 N = 512 << 10  # characters at n; 2n is 1 MiB

@@ -14,7 +14,7 @@ from otel_flash.exceptions import (
     WorkerSaturated,
 )
 from otel_flash.executor import RemoteExecutor
-from otel_flash.export import ExportSettings
+from otel_flash.export_settings import ExportSettings
 from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
 from otel_flash.runtime import current_workspace
 from otel_flash.telemetry import Telemetry, configure_telemetry

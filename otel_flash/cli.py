@@ -23,8 +23,7 @@ from otel_flash.executor import RemoteExecutor
 from otel_flash.http import is_loopback_host
 from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
 from otel_flash.runtime import decode_value, json_bytes, valid_unicode
-from otel_flash.telemetry import build_providers, configure_telemetry
-from otel_flash.tree import build_span_tree, format_span_tree
+from otel_flash.telemetry import build_providers, build_span_tree, configure_telemetry, format_span_tree
 
 _EXIT_CODES = """exit codes:
   0  the execution succeeded (run); the server stopped cleanly (serve)

@@ -23,9 +23,9 @@ from typing import Any
 from opentelemetry.context import Context
 
 from otel_flash.exceptions import LoadError, SerializationError
-from otel_flash.propagation import inject_context
 from otel_flash.protocol import FunctionRequest, FunctionResponse
 from otel_flash.runtime import decode_value, encode_value
+from otel_flash.telemetry import inject_context
 
 
 def function_request(

@@ -9,7 +9,7 @@ from typing import Any, Literal, get_args
 
 from otel_flash._settings import check_choice, parse_bool, parse_pairs
 from otel_flash.exceptions import ConfigError
-from otel_flash.export import ExportSettings
+from otel_flash.export_settings import ExportSettings
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 DEFAULT_SECRET_PATTERNS = (
@@ -87,7 +87,7 @@ class FlashConfig:
             emitted, so a container log shows it live: ``on``, ``off``, or ``auto`` (on under
             the RunPod handlers, off elsewhere; see :mod:`otel_flash.capture.echo`) (``FLASH_ECHO_LINES``).
         export: where spans, log records and metrics are sent (the standard
-            ``OTEL_*`` exporter variables; see :class:`otel_flash.export.ExportSettings`).
+            ``OTEL_*`` exporter variables; see :class:`otel_flash.export_settings.ExportSettings`).
         api_keys: keys the HTTP worker accepts as ``Authorization: Bearer <key>``; none
             means no authentication (``FLASH_API_KEY``, comma separated for rotation). Each
             is at least 16 characters and is added to ``secret_values``.

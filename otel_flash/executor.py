@@ -24,8 +24,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
-from otel_flash import threads
 from otel_flash._internal import SdkDiagnostics
+from otel_flash._phases import Phase, RunState
 from otel_flash.capture import (
     CapturedLog,
     CaptureProcessor,
@@ -41,12 +41,7 @@ from otel_flash.capture import (
 from otel_flash.config import FlashConfig
 from otel_flash.dependencies import DependencyInstaller
 from otel_flash.exceptions import WorkerShuttingDown
-from otel_flash.faas import FAAS_COLDSTART, FAAS_TRIGGER, ColdStart
 from otel_flash.isolation import ProcessIsolation
-from otel_flash.metrics import ExecutionFacts
-from otel_flash.observation import records_observed, spans_observed, unobserved_span
-from otel_flash.phases import Phase, RunState
-from otel_flash.propagation import extract_context, format_trace_id
 from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request, unwrap_envelope
 from otel_flash.redaction import Redactor
 from otel_flash.runtime import (
@@ -72,8 +67,39 @@ from otel_flash.runtime import (
     with_deployed_code,
 )
 from otel_flash.runtime import Call as _Call
-from otel_flash.spans import LightTracer, light_processors
-from otel_flash.telemetry import resolve_telemetry
+from otel_flash.semconv import (
+    CODE_FUNCTION_NAME,
+    DEPENDENCIES_PYTHON_SPAN,
+    DEPENDENCIES_SYSTEM_SPAN,
+    EXECUTE_SPAN,
+    EXECUTION_TYPE,
+    FAAS_COLDSTART,
+    FAAS_TRIGGER,
+    FUNCTION_CALL_SPAN,
+    FUNCTION_LOAD_SPAN,
+    INSTANCE_ID,
+    LOG_LINES,
+    LOG_OMITTED_BYTES,
+    LOG_OMITTED_LINES,
+    MODULES_COUNT,
+    RESULT_SERIALIZE_SPAN,
+    SUCCESS,
+    WORKSPACE_PATH,
+    WORKSPACE_SETUP_SPAN,
+)
+from otel_flash.telemetry import (
+    ColdStart,
+    ExecutionFacts,
+    LightTracer,
+    extract_context,
+    format_trace_id,
+    light_processors,
+    records_observed,
+    resolve_telemetry,
+    spans_observed,
+    threads,
+    unobserved_span,
+)
 
 _log = logging.getLogger("flash.executor")
 RequestLike = FunctionRequest | Mapping[str, Any]
@@ -296,7 +322,7 @@ class RemoteExecutor:
             if state.spans_observed:
                 facts: dict[str, AttributeValue] = {FAAS_TRIGGER: "other", **(attributes or {})}
                 facts[FAAS_COLDSTART] = coldstart
-                root = state.tracer.start_span("flash.execute", parent, SpanKind.SERVER, facts)
+                root = state.tracer.start_span(EXECUTE_SPAN, parent, SpanKind.SERVER, facts)
             else:
                 root = unobserved_span(parent)
             root_token = otel_context.attach(trace.set_span_in_context(root, parent))
@@ -392,10 +418,10 @@ class RemoteExecutor:
         root.set_attributes(
             {
                 **state.root_attributes,
-                "flash.success": success,
-                "flash.log.lines": captured.total_lines,
-                "flash.log.omitted_lines": captured.omitted_lines,
-                "flash.log.omitted_bytes": captured.omitted_bytes,
+                SUCCESS: success,
+                LOG_LINES: captured.total_lines,
+                LOG_OMITTED_LINES: captured.omitted_lines,
+                LOG_OMITTED_BYTES: captured.omitted_bytes,
             }
         )
         return captured
@@ -404,21 +430,21 @@ class RemoteExecutor:
         request = with_deployed_code(parse_request(payload), self.config.functions_module)
         validate_modules(request.modules, self.config.max_modules, self.config.max_modules_bytes)
         attributes = state.root_attributes
-        attributes["flash.execution_type"] = request.execution_type
+        attributes[EXECUTION_TYPE] = request.execution_type
         if request.instance_id:
-            attributes["flash.instance_id"] = request.instance_id
+            attributes[INSTANCE_ID] = request.instance_id
         workspace = state.workspace
         installs = bool(request.system_dependencies or request.dependencies)
         if workspace is not None and (installs or workspace.persistent):  # else made on first use
-            with self._phase("flash.workspace.setup", state) as span:
+            with self._phase(WORKSPACE_SETUP_SPAN, state) as span:
                 path = yield _Call(workspace.path)
-                span.set_attribute("flash.workspace.path", str(path))
+                span.set_attribute(WORKSPACE_PATH, str(path))
         where = {"cwd": str(workspace.path())} if workspace is not None and installs else {}
         if request.system_dependencies:
-            with self._phase("flash.dependencies.system", state):
+            with self._phase(DEPENDENCIES_SYSTEM_SPAN, state):
                 yield _Call(self._dependencies.install_system, (request.system_dependencies,), where)
         if request.dependencies:
-            with self._phase("flash.dependencies.python", state):
+            with self._phase(DEPENDENCIES_PYTHON_SPAN, state):
                 yield _Call(self._dependencies.install_python, (request.dependencies,), where)
         limit = self._time_limit(request)
         files = yield from self._module_files(request, state)
@@ -438,7 +464,7 @@ class RemoteExecutor:
         if not request.modules:
             return None
         with self._phase(MODULES_PHASE, state) as span:
-            span.set_attribute("flash.modules.count", len(request.modules))
+            span.set_attribute(MODULES_COUNT, len(request.modules))
             files: ModuleFiles = yield _Call(ModuleFiles, (request.modules,))
         return files
 
@@ -448,16 +474,16 @@ class RemoteExecutor:
         """``isolation="thread"``: load, call and serialize in this process."""
         attributes = state.root_attributes
         deadline = None if limit is None else time.monotonic() + limit
-        with self._phase("flash.function.load", state):
+        with self._phase(FUNCTION_LOAD_SPAN, state):
             target: Target = yield _Call(self._targets.load, (request,), deadline=deadline, limit_s=limit)
         state.instance = target.instance
-        attributes["code.function.name"] = target.qualname
-        with self._phase("flash.function.call", state, {"code.function.name": target.qualname}):
+        attributes[CODE_FUNCTION_NAME] = target.qualname
+        with self._phase(FUNCTION_CALL_SPAN, state, {CODE_FUNCTION_NAME: target.qualname}):
             result = yield _Call(target.fn, target.args, target.kwargs, deadline, limit)
         if target.instance is not None:
             target.instance.record_call()
-            attributes["flash.instance_id"] = target.instance.instance_id
-        with self._phase("flash.result.serialize", state):
+            attributes[INSTANCE_ID] = target.instance.instance_id
+        with self._phase(RESULT_SERIALIZE_SPAN, state):
             encoded = encode_result(result, request.serialization_format)
         return {"success": True, **encoded}
 
@@ -473,12 +499,12 @@ class RemoteExecutor:
         modules_path = str(files.path) if files is not None else None
         session = isolation.session(request, limit, state.workspace, modules_path)
         try:
-            with self._phase("flash.function.load", state):
+            with self._phase(FUNCTION_LOAD_SPAN, state):
                 qualname = yield _Call(session.load)
-            state.root_attributes["code.function.name"] = qualname
-            with self._phase("flash.function.call", state, {"code.function.name": qualname}):
+            state.root_attributes[CODE_FUNCTION_NAME] = qualname
+            with self._phase(FUNCTION_CALL_SPAN, state, {CODE_FUNCTION_NAME: qualname}):
                 yield _Call(session.call)
-            with self._phase("flash.result.serialize", state):
+            with self._phase(RESULT_SERIALIZE_SPAN, state):
                 encoded = yield _Call(session.serialize)
         except GeneratorExit:
             session.abort()
@@ -499,7 +525,7 @@ class RemoteExecutor:
         return Phase(state.tracer or self._tracer, name, state, attributes, self._redact)
 
     def _execution_tracer(self) -> trace.Tracer:
-        """Light spans (:mod:`otel_flash.spans`) when only our export queues take spans, else SDK ones."""
+        """Light spans (:mod:`~otel_flash.telemetry.spans`) when only our queues take spans, else SDK ones."""
         provider = self._telemetry.tracer_provider
         processors = light_processors(provider)
         if not processors or not isinstance(provider, TracerProvider):
@@ -523,7 +549,7 @@ def _facts(
     root: trace.Span, state: RunState, success: bool, total_ms: float, captured: CapturedLog
 ) -> ExecutionFacts:
     """What the metrics of one execution are made of: timings and counts already at hand."""
-    execution_type = state.root_attributes.get("flash.execution_type", "unknown")
+    execution_type = state.root_attributes.get(EXECUTION_TYPE, "unknown")
     return ExecutionFacts(
         root.get_span_context(),
         success,

@@ -110,7 +110,7 @@ class Redactor:
 
     Built once per executor from :attr:`FlashConfig.secret_values`; called on every log
     body, captured line, exception message and span attribute that otel_flash emits,
-    and by the exporters' wrappers (:mod:`otel_flash.redacting`) on everything exported.
+    and by the exporters' wrappers (:mod:`otel_flash.telemetry.redacting`) on everything exported.
     Text with nothing to hide is returned as the same object, so callers can test
     ``redacted is text`` to learn whether anything changed.
     """

@@ -48,10 +48,10 @@ from otel_flash import __version__
 from otel_flash.config import FlashConfig
 from otel_flash.exceptions import ConfigError, WorkerSaturated
 from otel_flash.executor import RemoteExecutor
-from otel_flash.faas import worker_init
 from otel_flash.http import HttpJob, RequestGuard, read_job
 from otel_flash.runtime import json_bytes
 from otel_flash.streaming import NDJSON_MEDIA_TYPE, ExecutionStreams, StreamEvent, event_json
+from otel_flash.telemetry import worker_init
 
 _log = logging.getLogger("flash.server")
 PING_PATH = "/ping"

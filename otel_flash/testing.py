@@ -23,7 +23,13 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_flash.tree import SpanNode, build_span_tree, format_span_tree
+from otel_flash.telemetry import (
+    SpanNode,
+    build_span_tree,
+    format_span_tree,
+    new_logger_provider,
+    new_tracer_provider,
+)
 
 __all__ = ["SpanNode", "TelemetryCapture", "build_span_tree", "capture_telemetry", "format_span_tree"]
 
@@ -77,8 +83,8 @@ def capture_telemetry(resource: Resource | None = None) -> TelemetryCapture:
     resource = resource or Resource.create({"service.name": "otel-flash-test"})
     span_exporter = InMemorySpanExporter()
     log_exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]  # SDK lacks annotation
-    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    tracer_provider = new_tracer_provider(resource)
     tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
-    logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    logger_provider = new_logger_provider(resource)
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
     return TelemetryCapture(tracer_provider, logger_provider, span_exporter, log_exporter)

@@ -10,8 +10,8 @@ from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
 
 from otel_flash import FlashConfig, RemoteExecutor
-from otel_flash.delivery import DeliveryLedger
-from otel_flash.export import BatchSettings, ExportSettings
+from otel_flash.export_settings import BatchSettings, ExportSettings
+from otel_flash.telemetry.delivery import DeliveryLedger
 from tests.otlp_receivers import GrpcReceiver
 from tests.requests import function_request
 

@@ -9,8 +9,8 @@ from typing import Literal
 import pytest
 
 from otel_flash import ConfigError, FlashConfig, FunctionResponse, RemoteExecutor
-from otel_flash.export import BatchSettings, ExportSettings, OtlpProtocol, SignalExport
-from otel_flash.telemetry import build_providers
+from otel_flash.export_settings import BatchSettings, ExportSettings, OtlpProtocol, SignalExport
+from otel_flash.telemetry.providers import build_providers
 from tests.otlp_receivers import BlackHole, GrpcReceiver, HttpReceiver, Received, refused_endpoint
 from tests.requests import function_request, stdout_lines
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from otel_flash import FlashConfig, RemoteExecutor
-from otel_flash.faas import worker_init
 from otel_flash.integrations.runpod import RunPodWorker
+from otel_flash.telemetry.faas import worker_init
 from otel_flash.testing import TelemetryCapture
 from tests.otlp_receivers import HttpReceiver
 from tests.requests import HELLO, function_request

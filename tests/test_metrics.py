@@ -13,11 +13,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import INVALID_SPAN_CONTEXT
 
 from otel_flash import FlashConfig, RemoteExecutor
-from otel_flash.export import ExportSettings, SignalExport
-from otel_flash.metrics import ExecutionFacts, ExecutionMetrics
-from otel_flash.observation import spans_observed
-from otel_flash.phases import InstallFacts
-from otel_flash.telemetry import build_providers
+from otel_flash._phases import InstallFacts
+from otel_flash.export_settings import ExportSettings, SignalExport
+from otel_flash.telemetry.metrics import ExecutionFacts, ExecutionMetrics
+from otel_flash.telemetry.observation import spans_observed
+from otel_flash.telemetry.providers import build_providers
 from otel_flash.testing import TelemetryCapture
 from tests.requests import function_request
 

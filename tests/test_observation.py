@@ -8,7 +8,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from otel_flash import FlashConfig, RemoteExecutor
-from otel_flash.observation import records_observed, spans_observed, unobserved_span
+from otel_flash.telemetry.observation import records_observed, spans_observed, unobserved_span
 from otel_flash.testing import TelemetryCapture
 from tests.requests import function_request, stdout_lines
 from tests.test_capture import MIXED

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from otel_flash import RemoteExecutor
-from otel_flash.propagation import extract_context, inject_context
+from otel_flash.telemetry.propagation import extract_context, inject_context
 from otel_flash.testing import TelemetryCapture
 from tests.requests import function_request
 

@@ -15,9 +15,9 @@ from opentelemetry.trace import StatusCode
 
 from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.config import Isolation
-from otel_flash.export import BatchSettings, ExportSettings
-from otel_flash.redacting import RedactingSpanExporter, redact_log_record, redact_span
+from otel_flash.export_settings import BatchSettings, ExportSettings
 from otel_flash.redaction import Redactor
+from otel_flash.telemetry.redacting import RedactingSpanExporter, redact_log_record, redact_span
 from otel_flash.testing import capture_telemetry
 from tests.otlp_receivers import GrpcReceiver, Received
 from tests.requests import function_request

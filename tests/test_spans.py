@@ -10,9 +10,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from otel_flash import FlashConfig, RemoteExecutor
-from otel_flash.export import BatchSettings, ExportSettings
-from otel_flash.spans import light_processors
-from otel_flash.telemetry import build_providers
+from otel_flash.export_settings import BatchSettings, ExportSettings
+from otel_flash.telemetry.providers import build_providers
+from otel_flash.telemetry.spans import light_processors
 from tests.otlp_receivers import GrpcReceiver
 from tests.requests import function_request
 

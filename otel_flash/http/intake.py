@@ -28,9 +28,9 @@ from opentelemetry.semconv.attributes.user_agent_attributes import USER_AGENT_OR
 from opentelemetry.util.types import AttributeValue
 
 from otel_flash.exceptions import RequestError
-from otel_flash.faas import invocation_attributes
 from otel_flash.protocol import FunctionRequest, parse_request, reference_accepts, unwrap_envelope
 from otel_flash.semconv import JOB_ID, REQUEST_ID
+from otel_flash.telemetry import invocation_attributes
 
 TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 

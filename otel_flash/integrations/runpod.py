@@ -47,11 +47,10 @@ from otel_flash.capture import resolve_auto
 from otel_flash.config import FlashConfig
 from otel_flash.exceptions import WorkerSaturated
 from otel_flash.executor import RemoteExecutor
-from otel_flash.faas import invocation_attributes, worker_init
 from otel_flash.protocol import FunctionResponse
 from otel_flash.semconv import JOB_ID
 from otel_flash.streaming import ExecutionStreams, event_dict
-from otel_flash.telemetry import configure_telemetry
+from otel_flash.telemetry import configure_telemetry, invocation_attributes, worker_init
 
 
 def process_executor() -> RemoteExecutor:

@@ -45,11 +45,10 @@ from typing import Any, NoReturn
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry._logs import set_logger_provider
-from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
-from otel_flash import threads
 from otel_flash.capture import LogBridge
 from otel_flash.exceptions import IsolationError
 from otel_flash.isolation.forwarders import TextForwarder
@@ -69,7 +68,6 @@ from otel_flash.isolation.wire import (
     recv_frame,
     span_message,
 )
-from otel_flash.propagation import extract_context
 from otel_flash.protocol import parse_request
 from otel_flash.redaction import Redactor
 from otel_flash.runtime import (
@@ -84,6 +82,7 @@ from otel_flash.runtime import (
     module_names,
     refuse_shadowing,
 )
+from otel_flash.telemetry import enable, extract_context, new_logger_provider, new_tracer_provider, threads
 
 _FAILED = 70  # EX_SOFTWARE: the child could not set itself up
 
@@ -232,9 +231,9 @@ class _Child:
         self._format: Any = "json"
         line_bytes = int(settings.get("max_line_bytes") or 64 << 10)
         self._limit = frame_limit(line_bytes)
-        tracer_provider = _enabled(TracerProvider(resource=Resource({}), shutdown_on_exit=False))
+        tracer_provider = enable(new_tracer_provider(Resource({})))
         tracer_provider.add_span_processor(_SpanStreamer(self.send))
-        logger_provider = _enabled(LoggerProvider(resource=Resource({}), shutdown_on_exit=False))
+        logger_provider = enable(new_logger_provider(Resource({})))
         logger_provider.add_log_record_processor(_LogStreamer(self.send, line_bytes))
         # this process exists for this execution: the global API leads to its providers
         trace.set_tracer_provider(tracer_provider)
@@ -390,13 +389,6 @@ class _LogStreamer(LogRecordProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Nothing is held: every record was sent when emitted."""
         return True
-
-
-def _enabled(provider: Any) -> Any:
-    """As :func:`otel_flash.telemetry._enabled`: ``OTEL_SDK_DISABLED`` must not silence the child."""
-    if getattr(provider, "_disabled", False):
-        provider._disabled = False
-    return provider
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -16,13 +15,14 @@ from otel_flash._internal import internal_logger
 from otel_flash.isolation.messages import Frame
 from otel_flash.isolation.wire import attribute_values, decode_span
 from otel_flash.redaction import Redactor
+from otel_flash.telemetry import span_end_hook
 
 
 class Relay:
     """Re-emits a child's log records and spans into the worker's providers.
 
-    Spans go straight to the worker's span processors through the SDK's private
-    ``TracerProvider._active_span_processor`` (there is no public way to hand a
+    Spans go straight to the worker's span processors
+    (:func:`otel_flash.telemetry.sdk.span_end_hook`: there is no public way to hand a
     provider a span that ended elsewhere); with a provider that has none, the
     child's own spans are dropped and this is said once on ``flash.internal``.
     Whatever the child sends is redacted here, and a malformed message is dropped, as
@@ -36,8 +36,7 @@ class Relay:
         self._logger_provider = logger_provider
         self._loggers: dict[str, Logger] = {}
         self._redact = redact
-        processor = getattr(tracer_provider, "_active_span_processor", None)  # SDK private: see docstring
-        self._on_end: Callable[[Any], None] | None = getattr(processor, "on_end", None)
+        self._on_end = span_end_hook(tracer_provider)
         resource = getattr(tracer_provider, "resource", None)
         self._resource = resource if isinstance(resource, Resource) else Resource.get_empty()
         self._said: set[str] = set()

@@ -44,10 +44,10 @@ from otel_flash.isolation.messages import Frame, WorkerRequest
 from otel_flash.isolation.relay import Relay
 from otel_flash.isolation.wire import FrameReader, frame_limit, send_frame
 from otel_flash.isolation.zygote import ZygoteHandle
-from otel_flash.propagation import inject_context
 from otel_flash.protocol import FunctionRequest
 from otel_flash.redaction import Redactor
 from otel_flash.runtime import Workspace
+from otel_flash.telemetry import inject_context
 
 _DRAIN_S = 2.0  # after the child ended: a program it started may still hold the pipes
 _STATUS_WAIT_S = 5.0

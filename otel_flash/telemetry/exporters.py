@@ -24,15 +24,15 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
-from otel_flash.delivery import (
+from otel_flash.export_settings import ExportSettings, Signal, SignalExport
+from otel_flash.redaction import Redactor
+from otel_flash.telemetry.delivery import (
     BoundedLogRecordProcessor,
     BoundedSpanProcessor,
     CountingMetricExporter,
     DeliveryLedger,
 )
-from otel_flash.export import ExportSettings, Signal, SignalExport
-from otel_flash.redacting import RedactingLogRecordExporter, RedactingSpanExporter
-from otel_flash.redaction import Redactor
+from otel_flash.telemetry.redacting import RedactingLogRecordExporter, RedactingSpanExporter
 
 if TYPE_CHECKING:
     import grpc

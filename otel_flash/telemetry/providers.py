@@ -1,8 +1,8 @@
 """Which tracer, logger and meter providers an executor uses, and how to build SDK ones.
 
-Providers built here get the exporters :class:`~otel_flash.export.ExportSettings`
+Providers built here get the exporters :class:`~otel_flash.export_settings.ExportSettings`
 asks for; when metrics are exported, executions record them through
-:class:`~otel_flash.metrics.ExecutionMetrics` on the meter provider. Providers a caller passes
+:class:`~otel_flash.telemetry.metrics.ExecutionMetrics` on the meter provider. Providers a caller passes
 in are used as they are: nothing is added to them.
 Flushing and shutting down never take longer than ``export.shutdown_timeout_s``,
 however unresponsive the collector is.
@@ -15,7 +15,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO
 
 from opentelemetry import metrics, trace
 from opentelemetry._logs import get_logger_provider, set_logger_provider
@@ -26,13 +26,12 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from otel_flash._internal import internal_logger
 from otel_flash.config import FlashConfig
-from otel_flash.delivery import DeliveryLedger
 from otel_flash.exceptions import ConfigError
-from otel_flash.exporters import build_pipeline
-from otel_flash.metrics import ExecutionMetrics
 from otel_flash.redaction import Redactor
-
-_P = TypeVar("_P")
+from otel_flash.telemetry.delivery import DeliveryLedger
+from otel_flash.telemetry.exporters import build_pipeline
+from otel_flash.telemetry.metrics import ExecutionMetrics
+from otel_flash.telemetry.sdk import enable, new_logger_provider, new_tracer_provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,27 +162,15 @@ def _build(
     if pipeline.metric_reader is not None and meter is None:
         meter = MeterProvider([pipeline.metric_reader], resource=resource, shutdown_on_exit=False)
     if tracer is None:
-        own_tracer = _enabled(TracerProvider(resource=resource, shutdown_on_exit=False))
+        own_tracer = enable(new_tracer_provider(resource))
         if pipeline.span_processor is not None:
             own_tracer.add_span_processor(pipeline.span_processor)
         tracer = own_tracer
     if logger is None:
-        logger = _enabled(LoggerProvider(resource=resource, shutdown_on_exit=False))
+        logger = enable(new_logger_provider(resource))
         if pipeline.log_processor is not None:
             logger.add_log_record_processor(pipeline.log_processor)
     return Telemetry(tracer, logger, True, meter, pipeline.ledgers, config.export.shutdown_timeout_s, given)
-
-
-def _enabled(provider: _P) -> _P:
-    """Undo the SDK's own reading of ``OTEL_SDK_DISABLED`` on a provider we build.
-
-    The SDK providers read that variable themselves and then hand out no-op tracers
-    and loggers, which would lose the executor's stdout capture and trace ids. Here
-    the variable means "export nothing", and :class:`ExportSettings` already does that.
-    """
-    if getattr(provider, "_disabled", False):
-        provider._disabled = False  # type: ignore[attr-defined]  # SDK private flag, see docstring
-    return provider
 
 
 def _flush_action(provider: Any, timeout_millis: int) -> Callable[[], object]:

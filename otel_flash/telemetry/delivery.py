@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_flash._internal import internal_logger
-from otel_flash.export import BatchSettings
+from otel_flash.export_settings import BatchSettings
 
 
 class DeliveryLedger:
@@ -270,7 +270,7 @@ class BoundedSpanProcessor(SpanProcessor):
             self._batch.on_end(span)
 
     def on_end_many(self, spans: Sequence[ReadableSpan]) -> None:
-        """Queue several sampled spans at once (an execution's, see :mod:`otel_flash.spans`)."""
+        """Queue several sampled spans at once (an execution's, see :mod:`otel_flash.telemetry.spans`)."""
         taken = self.ledger.accept_many(len(spans), self._limit)
         for span in spans[:taken]:
             self._batch.on_end(span)

@@ -2,7 +2,7 @@
 
 An SDK span costs 15-25 µs to start and end (sampler, id generator, bounded
 attributes, locks, a processor call per span). When the only span processors are
-otel_flash's own export queues (:class:`~otel_flash.delivery.BoundedSpanProcessor`)
+otel_flash's own export queues (:class:`~otel_flash.telemetry.delivery.BoundedSpanProcessor`)
 and the sampler is the default, nobody needs a span before it ends: a
 :class:`LightSpan` records its name, ids, attributes, events and status in plain
 fields, and when an execution's root span ends, it and its ended children become
@@ -27,7 +27,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
 
-from otel_flash.delivery import BoundedSpanProcessor
+from otel_flash.telemetry.delivery import BoundedSpanProcessor
+from otel_flash.telemetry.sdk import span_processors
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
@@ -41,13 +42,10 @@ def light_processors(provider: trace.TracerProvider) -> tuple[BoundedSpanProcess
     """
     if not isinstance(provider, TracerProvider) or provider.sampler is not DEFAULT_ON:
         return ()
-    active = getattr(provider, "_active_span_processor", None)
-    processors = getattr(active, "_span_processors", None)
-    if not isinstance(processors, tuple) or not processors:
+    processors = span_processors(provider)
+    if not processors or not all(type(processor) is BoundedSpanProcessor for processor in processors):
         return ()
-    if not all(type(processor) is BoundedSpanProcessor for processor in processors):
-        return ()
-    return processors
+    return processors  # type: ignore[return-value]  # each checked to be a BoundedSpanProcessor
 
 
 class LightTracer(trace.Tracer):

@@ -14,8 +14,14 @@ from opentelemetry.context import Context
 
 from otel_flash.redaction import Redactor
 from otel_flash.runtime import Instance, Workspace, record_failure
+from otel_flash.semconv import (
+    DEPENDENCIES_INSTALLER,
+    DEPENDENCIES_PYTHON_SPAN,
+    DEPENDENCIES_SKIPPED,
+    DEPENDENCIES_SYSTEM_SPAN,
+)
 
-_DEPENDENCY_KINDS = {"flash.dependencies.system": "system", "flash.dependencies.python": "python"}
+_DEPENDENCY_KINDS = {DEPENDENCIES_SYSTEM_SPAN: "system", DEPENDENCIES_PYTHON_SPAN: "python"}
 
 
 class InstallFacts(NamedTuple):
@@ -46,7 +52,7 @@ class Phase:
 
     A plain class rather than ``start_as_current_span``: phases are on every
     request's path, and this saves the decorator and generator layers. When nothing
-    observes spans (:mod:`otel_flash.observation`) a phase makes no span at all: records
+    observes spans (:mod:`otel_flash.telemetry.observation`) a phase makes no span at all: records
     keep the ids of the root's stand-in span, and the phase is still timed. Dependency
     phases (slow anyway) always get a span: the installer writes its facts there.
     """
@@ -94,7 +100,7 @@ class Phase:
 def _install_facts(name: str, span: trace.Span, failed: bool) -> InstallFacts:
     """What the installer wrote on its phase's span."""
     attributes = getattr(span, "attributes", None) or {}
-    installer = str(attributes.get("flash.dependencies.installer", "unknown"))
+    installer = str(attributes.get(DEPENDENCIES_INSTALLER, "unknown"))
     return InstallFacts(
-        _DEPENDENCY_KINDS[name], installer, bool(attributes.get("flash.dependencies.skipped")), failed
+        _DEPENDENCY_KINDS[name], installer, bool(attributes.get(DEPENDENCIES_SKIPPED)), failed
     )

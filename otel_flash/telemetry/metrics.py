@@ -5,7 +5,7 @@ timings and facts it gathers anyway for the ``REPORT`` line. Nothing else happen
 the execution's path (an SDK instrument call costs ~6 µs, six per execution would
 add half a trivial request). The tuples are turned into measurements when the
 metric reader collects (or by a background drain once many are pending), so
-metrics-only export keeps the lean path (:mod:`otel_flash.observation`):
+metrics-only export keeps the lean path (:mod:`otel_flash.telemetry.observation`):
 
 ========================================  ==================  ================================
 instrument                                kind                attributes
@@ -45,7 +45,21 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.trace import SpanContext
 
 from otel_flash._internal import internal_logger
-from otel_flash.phases import InstallFacts
+from otel_flash._phases import InstallFacts
+from otel_flash.semconv import (
+    DEPENDENCIES_CACHE_HITS_METRIC,
+    DEPENDENCIES_INSTALLER,
+    DEPENDENCIES_INSTALLS_METRIC,
+    DEPENDENCIES_KIND,
+    EXECUTION_TYPE,
+    EXECUTIONS_METRIC,
+    LOG_DISPOSITION,
+    LOG_LINES_METRIC,
+    LOG_OMITTED_BYTES_METRIC,
+    OUTCOME,
+    PHASE,
+    PHASE_DURATION_METRIC,
+)
 
 _DURATION_BUCKETS_S = (
     0.001,
@@ -99,7 +113,7 @@ class ExecutionMetrics:
         self._draining = False
         self._totals: dict[str, Counter[Labels]] = {name: Counter() for name in _COUNTERS}
         self._duration = meter.create_histogram(
-            "flash.phase.duration",
+            PHASE_DURATION_METRIC,
             unit="s",
             description="Duration of each phase of an execution, and of the whole execution.",
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS_S,
@@ -139,34 +153,32 @@ class ExecutionMetrics:
     def _measure(self, facts: ExecutionFacts) -> None:
         outcome = "success" if facts.success else "error"
         context = trace.set_span_in_context(trace.NonRecordingSpan(facts.span_context))
-        self._totals["flash.executions"][
-            (("flash.outcome", outcome), ("flash.execution_type", facts.execution_type))
-        ] += 1
+        self._totals[EXECUTIONS_METRIC][((OUTCOME, outcome), (EXECUTION_TYPE, facts.execution_type))] += 1
         record = self._duration.record
-        record(facts.total_ms / 1e3, {"flash.phase": "execute", "flash.outcome": outcome}, context)
+        record(facts.total_ms / 1e3, {PHASE: "execute", OUTCOME: outcome}, context)
         for phase, elapsed_ms in facts.phases_ms.items():
             failed = facts.failed_phase == f"flash.{phase}"
-            labels = {"flash.phase": phase, "flash.outcome": "error" if failed else "success"}
+            labels = {PHASE: phase, OUTCOME: "error" if failed else "success"}
             record(elapsed_ms / 1e3, labels)  # an exemplar costs ~4 µs: the execute point has one
         for install in facts.installs:
             self._count_install(install)
         kept = max(0, facts.log_lines - facts.omitted_lines)
-        self._totals["flash.log.lines"][(("flash.log.disposition", "kept"),)] += kept
+        self._totals[LOG_LINES_METRIC][((LOG_DISPOSITION, "kept"),)] += kept
         if facts.omitted_lines:
-            self._totals["flash.log.lines"][(("flash.log.disposition", "omitted"),)] += facts.omitted_lines
+            self._totals[LOG_LINES_METRIC][((LOG_DISPOSITION, "omitted"),)] += facts.omitted_lines
         if facts.omitted_bytes:
-            self._totals["flash.log.omitted_bytes"][()] += facts.omitted_bytes
+            self._totals[LOG_OMITTED_BYTES_METRIC][()] += facts.omitted_bytes
 
     def _count_install(self, install: InstallFacts) -> None:
         labels: Labels = (
-            ("flash.dependencies.kind", install.kind),
-            ("flash.dependencies.installer", install.installer),
+            (DEPENDENCIES_KIND, install.kind),
+            (DEPENDENCIES_INSTALLER, install.installer),
         )
         if install.skipped:
-            self._totals["flash.dependencies.cache_hits"][labels] += 1
+            self._totals[DEPENDENCIES_CACHE_HITS_METRIC][labels] += 1
         else:
             outcome = "error" if install.failed else "success"
-            self._totals["flash.dependencies.installs"][(*labels, ("flash.outcome", outcome))] += 1
+            self._totals[DEPENDENCIES_INSTALLS_METRIC][(*labels, (OUTCOME, outcome))] += 1
 
     def _observer(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
@@ -179,14 +191,14 @@ class ExecutionMetrics:
 
 
 _COUNTERS: dict[str, tuple[str, str]] = {
-    "flash.executions": ("{execution}", "Executions, by outcome."),
-    "flash.dependencies.installs": ("{install}", "Installer processes run."),
-    "flash.dependencies.cache_hits": (
+    EXECUTIONS_METRIC: ("{execution}", "Executions, by outcome."),
+    DEPENDENCIES_INSTALLS_METRIC: ("{install}", "Installer processes run."),
+    DEPENDENCIES_CACHE_HITS_METRIC: (
         "{install}",
         "Dependency phases skipped because everything was already installed.",
     ),
-    "flash.log.lines": ("{line}", "Captured lines, kept or omitted."),
-    "flash.log.omitted_bytes": ("By", "Bytes of captured output omitted."),
+    LOG_LINES_METRIC: ("{line}", "Captured lines, kept or omitted."),
+    LOG_OMITTED_BYTES_METRIC: ("By", "Bytes of captured output omitted."),
 }
 # one ExecutionMetrics per provider (see ExecutionMetrics.of); entries go with their provider
 _registry: weakref.WeakKeyDictionary[MeterProvider, ExecutionMetrics] = weakref.WeakKeyDictionary()

@@ -5,7 +5,7 @@ the errors it records) cannot see what user code sets on spans itself: attribute
 events and status descriptions of the executor's ``flash.function.call`` or of the
 user's own spans, log records emitted straight through the OpenTelemetry API, and
 whatever a function process relays. These wrappers sit between the processors and
-the exporters that otel_flash builds (:func:`otel_flash.exporters.build_pipeline`),
+the exporters that otel_flash builds (:func:`otel_flash.telemetry.exporters.build_pipeline`),
 so everything exported, in both isolation modes, passes a :class:`Redactor` last.
 
 They cost little when nothing matches: each string is scanned once, and a span or

@@ -6,8 +6,9 @@ nothing. The executor asks, once per execution, whether the tracer provider has 
 span processor and whether the logger provider has a processor besides its own
 capture; when not, the root span is an :func:`unobserved_span` (valid ids, so log
 records and ``trace_id`` still correlate, no recording), phases make no span, and
-captured ``print`` lines go straight into the execution's log. Both checks read private SDK attributes and
-answer "observed" when they cannot tell, so the full path is the fallback.
+captured ``print`` lines go straight into the execution's log. Both checks answer
+"observed" when they cannot tell (:mod:`otel_flash.telemetry.sdk`), so the full path
+is the fallback.
 """
 
 from __future__ import annotations
@@ -19,21 +20,21 @@ from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
+from otel_flash.telemetry.sdk import log_record_processors, span_processors
+
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
 def spans_observed(provider: trace.TracerProvider) -> bool:
     """False only for an SDK tracer provider with no span processor attached."""
-    active = getattr(provider, "_active_span_processor", None)
-    processors = getattr(active, "_span_processors", None)
-    return not isinstance(processors, tuple) or bool(processors)
+    processors = span_processors(provider)
+    return processors is None or bool(processors)
 
 
 def records_observed(provider: LoggerProvider, own: LogRecordProcessor) -> bool:
     """False only when ``own`` is the provider's single log record processor."""
-    multi = getattr(provider, "_multi_log_record_processor", None)
-    processors = getattr(multi, "_log_record_processors", None)
-    return not isinstance(processors, tuple) or processors != (own,)
+    processors = log_record_processors(provider)
+    return processors is None or processors != (own,)
 
 
 def unobserved_span(parent: Context | None = None) -> NonRecordingSpan:

@@ -1,0 +1,138 @@
+"""The one place otel_flash touches the OpenTelemetry SDK's internals.
+
+Providers otel_flash builds (:func:`new_tracer_provider`, :func:`new_logger_provider`)
+get processor lists of our own through the public constructor arguments
+(``TracerProvider(active_span_processor=...)``, ``LoggerProvider(multi_log_record_processor=...)``),
+so their processors are read without any private attribute. Only providers a caller
+passes in are read through the SDK's private attributes, here and nowhere else; the
+readers answer None when they cannot tell. ``tests/test_sdk.py`` pins them to the SDK
+version they were checked against (:data:`CHECKED_SDK_VERSION`).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from opentelemetry import trace
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, SynchronousMultiLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
+
+__all__ = [
+    "CHECKED_SDK_VERSION",
+    "LogRecordProcessors",
+    "SpanProcessors",
+    "enable",
+    "log_record_processors",
+    "new_logger_provider",
+    "new_tracer_provider",
+    "span_end_hook",
+    "span_processors",
+]
+
+CHECKED_SDK_VERSION = "1.45.1"
+"""The opentelemetry-sdk release whose private attributes the readers below were checked against."""
+
+_P = TypeVar("_P")
+
+
+class SpanProcessors(SynchronousMultiSpanProcessor):
+    """A tracer provider's span processors, in a list otel_flash owns and can read."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
+        self.processors: tuple[SpanProcessor, ...] = ()
+        self._own_lock = threading.Lock()
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        """Add a processor (what ``TracerProvider.add_span_processor`` calls)."""
+        with self._own_lock:
+            self.processors += (span_processor,)
+            super().add_span_processor(span_processor)
+
+
+class LogRecordProcessors(SynchronousMultiLogRecordProcessor):
+    """A logger provider's log record processors, in a list otel_flash owns and can read."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
+        self.processors: tuple[LogRecordProcessor, ...] = ()
+        self._own_lock = threading.Lock()
+
+    def add_log_record_processor(self, log_record_processor: LogRecordProcessor) -> None:
+        """Add a processor (what ``LoggerProvider.add_log_record_processor`` calls)."""
+        with self._own_lock:
+            self.processors += (log_record_processor,)
+            super().add_log_record_processor(log_record_processor)
+
+
+_span_lists: weakref.WeakKeyDictionary[TracerProvider, SpanProcessors] = weakref.WeakKeyDictionary()
+_log_lists: weakref.WeakKeyDictionary[LoggerProvider, LogRecordProcessors] = weakref.WeakKeyDictionary()
+
+
+def new_tracer_provider(resource: Resource, **options: Any) -> TracerProvider:
+    """An SDK tracer provider whose span processors we can read (not shut down at exit)."""
+    processors = SpanProcessors()
+    provider = TracerProvider(
+        resource=resource, active_span_processor=processors, shutdown_on_exit=False, **options
+    )
+    _span_lists[provider] = processors
+    return provider
+
+
+def new_logger_provider(resource: Resource) -> LoggerProvider:
+    """An SDK logger provider whose log record processors we can read (not shut down at exit)."""
+    processors = LogRecordProcessors()
+    provider = LoggerProvider(
+        resource=resource, multi_log_record_processor=processors, shutdown_on_exit=False
+    )
+    _log_lists[provider] = processors
+    return provider
+
+
+def span_processors(provider: trace.TracerProvider) -> tuple[SpanProcessor, ...] | None:
+    """The span processors of an SDK tracer provider, in order; None when it cannot tell."""
+    own = _span_lists.get(provider) if isinstance(provider, TracerProvider) else None
+    if own is not None:
+        return own.processors
+    active = getattr(provider, "_active_span_processor", None)  # SDK private (a caller's provider)
+    processors = getattr(active, "_span_processors", None)
+    return processors if isinstance(processors, tuple) else None
+
+
+def log_record_processors(provider: LoggerProvider) -> tuple[LogRecordProcessor, ...] | None:
+    """The log record processors of an SDK logger provider, in order; None when it cannot tell."""
+    own = _log_lists.get(provider) if isinstance(provider, LoggerProvider) else None
+    if own is not None:
+        return own.processors
+    multi = getattr(provider, "_multi_log_record_processor", None)  # SDK private (a caller's provider)
+    processors = getattr(multi, "_log_record_processors", None)
+    return processors if isinstance(processors, tuple) else None
+
+
+def span_end_hook(provider: trace.TracerProvider) -> Callable[[ReadableSpan], None] | None:
+    """What hands a span that ended elsewhere to all of ``provider``'s processors; None if nothing.
+
+    There is no public way to give a provider a span it did not start: for a provider
+    of a caller this is the SDK's private active span processor.
+    """
+    own = _span_lists.get(provider) if isinstance(provider, TracerProvider) else None
+    processor = own if own is not None else getattr(provider, "_active_span_processor", None)
+    on_end = getattr(processor, "on_end", None)
+    return on_end if callable(on_end) else None
+
+
+def enable(provider: _P) -> _P:
+    """Undo the SDK's own reading of ``OTEL_SDK_DISABLED`` on a provider we build.
+
+    The SDK providers read that variable themselves and then hand out no-op tracers
+    and loggers, which would lose the executor's stdout capture and trace ids. Here
+    the variable means "export nothing", and :class:`ExportSettings` already does that.
+    There is no public switch: this writes the SDK's private flag.
+    """
+    if getattr(provider, "_disabled", False):
+        provider._disabled = False  # type: ignore[attr-defined]  # SDK private flag, see docstring
+    return provider

@@ -1,0 +1,82 @@
+"""The SDK internals otel_flash reads (telemetry/sdk.py), checked against opentelemetry-sdk 1.45.1."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+import pytest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_flash.telemetry import sdk
+
+
+def test_the_installed_sdk_is_the_release_the_private_reads_were_checked_against() -> None:
+    """A new SDK minor release means re-reading its providers before moving ``CHECKED_SDK_VERSION``."""
+    installed = metadata.version("opentelemetry-sdk").split(".")[:2]
+    assert installed == sdk.CHECKED_SDK_VERSION.split(".")[:2]
+
+
+@pytest.mark.parametrize("build", ["ours", "a caller's"])
+def test_span_processors_are_read_in_order(build: str) -> None:
+    """The span processors of our providers and of a caller's stock provider, as added."""
+    if build == "ours":
+        provider = sdk.new_tracer_provider(Resource.get_empty())
+    else:
+        provider = TracerProvider(shutdown_on_exit=False)
+    assert sdk.span_processors(provider) == ()
+    first = SimpleSpanProcessor(InMemorySpanExporter())
+    second = SimpleSpanProcessor(InMemorySpanExporter())
+    provider.add_span_processor(first)
+    provider.add_span_processor(second)
+    assert sdk.span_processors(provider) == (first, second)
+
+
+@pytest.mark.parametrize("build", ["ours", "a caller's"])
+def test_log_record_processors_are_read_in_order(build: str) -> None:
+    """The log record processors of our providers and of a caller's stock provider, as added."""
+    if build == "ours":
+        provider = sdk.new_logger_provider(Resource.get_empty())
+    else:
+        provider = LoggerProvider(shutdown_on_exit=False)
+    assert sdk.log_record_processors(provider) == ()
+    processor = SimpleLogRecordProcessor(InMemoryLogRecordExporter())  # type: ignore[no-untyped-call]  # SDK lacks annotation
+    provider.add_log_record_processor(processor)
+    assert sdk.log_record_processors(provider) == (processor,)
+
+
+@pytest.mark.parametrize("build", ["ours", "a caller's"])
+def test_a_span_ended_elsewhere_reaches_every_processor(build: str) -> None:
+    """``span_end_hook`` hands a finished span to the provider's processors."""
+    provider = (
+        sdk.new_tracer_provider(Resource.get_empty())
+        if build == "ours"
+        else TracerProvider(shutdown_on_exit=False)
+    )
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    span = TracerProvider(shutdown_on_exit=False).get_tracer("elsewhere").start_span("ended elsewhere")
+    span.end()
+    hook = sdk.span_end_hook(provider)
+    assert hook is not None
+    hook(span)  # type: ignore[arg-type]  # an SDK span is a ReadableSpan
+    assert [finished.name for finished in exporter.get_finished_spans()] == ["ended elsewhere"]
+
+
+def test_what_cannot_be_read_is_said_so() -> None:
+    """A provider that is not the SDK's has no readable processors: None, not an empty list."""
+    assert sdk.span_processors(object()) is None  # type: ignore[arg-type]  # not a provider on purpose
+    assert sdk.span_end_hook(object()) is None  # type: ignore[arg-type]  # not a provider on purpose
+
+
+def test_enable_undoes_otel_sdk_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our providers record under ``OTEL_SDK_DISABLED=true`` (the setting means: export nothing)."""
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    silenced = sdk.new_tracer_provider(Resource.get_empty())
+    assert not silenced.get_tracer("t").start_span("s").get_span_context().is_valid
+    enabled = sdk.enable(sdk.new_tracer_provider(Resource.get_empty()))
+    assert enabled.get_tracer("t").start_span("s").get_span_context().is_valid
