@@ -35,12 +35,12 @@ class InstallFacts(NamedTuple):
 
 @dataclass(slots=True)
 class RunState:
-    """Facts gathered while one execution runs."""
+    """Facts gathered while one execution runs, in its workspace."""
 
+    workspace: Workspace
     phases_ms: dict[str, float] = field(default_factory=dict)
     failed_phase: str | None = None
     instance: Instance | None = None
-    workspace: Workspace | None = None
     root_attributes: dict[str, str] = field(default_factory=dict)
     spans_observed: bool = True
     tracer: trace.Tracer | None = None

@@ -25,6 +25,8 @@ from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
 from otel_flash.runtime import decode_value, json_bytes, valid_unicode
 from otel_flash.telemetry import build_providers, build_span_tree, configure_telemetry, format_span_tree
 
+__all__ = ["build_parser", "main"]
+
 _EXIT_CODES = """exit codes:
   0  the execution succeeded (run); the server stopped cleanly (serve)
   1  the execution failed: the response has success false and an error

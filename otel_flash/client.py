@@ -27,6 +27,8 @@ from otel_flash.protocol import FunctionRequest, FunctionResponse
 from otel_flash.runtime import decode_value, encode_value
 from otel_flash.telemetry import inject_context
 
+__all__ = ["function_request", "result_of", "source_of"]
+
 
 def function_request(
     fn: Callable[..., Any],

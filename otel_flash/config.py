@@ -11,6 +11,18 @@ from otel_flash._settings import check_choice, parse_bool, parse_pairs
 from otel_flash.exceptions import ConfigError
 from otel_flash.export_settings import ExportSettings
 
+__all__ = [
+    "DEFAULT_SECRET_PATTERNS",
+    "MIN_API_KEY_LENGTH",
+    "EchoLines",
+    "FlashConfig",
+    "Installer",
+    "Isolation",
+    "LogLevel",
+    "is_secret_name",
+    "secret_values_from",
+]
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 DEFAULT_SECRET_PATTERNS = (
     "RUNPOD_API_KEY",

@@ -21,6 +21,20 @@ by ``execute``/``execute_sync`` themselves, since it refuses an execution before
 
 from __future__ import annotations
 
+__all__ = [
+    "ConfigError",
+    "DependencyError",
+    "ExecutionTimeout",
+    "FlashError",
+    "IsolationError",
+    "LoadError",
+    "RemoteError",
+    "RequestError",
+    "SerializationError",
+    "WorkerSaturated",
+    "WorkerShuttingDown",
+]
+
 
 class FlashError(Exception):
     """Base class of every error otel_flash raises."""

@@ -101,6 +101,8 @@ from otel_flash.telemetry import (
     unobserved_span,
 )
 
+__all__ = ["RemoteExecutor", "RequestLike"]
+
 _log = logging.getLogger("flash.executor")
 RequestLike = FunctionRequest | Mapping[str, Any]
 _LoggingSnapshot = tuple[tuple[logging.Handler, ...], int]
@@ -435,11 +437,11 @@ class RemoteExecutor:
             attributes[INSTANCE_ID] = request.instance_id
         workspace = state.workspace
         installs = bool(request.system_dependencies or request.dependencies)
-        if workspace is not None and (installs or workspace.persistent):  # else made on first use
+        if installs or workspace.persistent:  # else made on first use
             with self._phase(WORKSPACE_SETUP_SPAN, state) as span:
                 path = yield _Call(workspace.path)
                 span.set_attribute(WORKSPACE_PATH, str(path))
-        where = {"cwd": str(workspace.path())} if workspace is not None and installs else {}
+        where = {"cwd": str(workspace.path())} if installs else {}
         if request.system_dependencies:
             with self._phase(DEPENDENCIES_SYSTEM_SPAN, state):
                 yield _Call(self._dependencies.install_system, (request.system_dependencies,), where)
@@ -495,7 +497,7 @@ class RemoteExecutor:
         limit: float | None,
         files: ModuleFiles | None,
     ) -> Generator[_Call, Any, dict[str, Any]]:
-        """``isolation="process"``: load, call and serialize run in a child process (isolation.py)."""
+        """``isolation="process"``: load, call and serialize run in a child process (isolation/session.py)."""
         modules_path = str(files.path) if files is not None else None
         session = isolation.session(request, limit, state.workspace, modules_path)
         try:

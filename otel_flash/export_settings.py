@@ -19,6 +19,17 @@ from typing import Literal
 from otel_flash._settings import check_choice, choice, parse_bool, parse_pairs, parse_variable
 from otel_flash.exceptions import ConfigError
 
+__all__ = [
+    "SIGNALS",
+    "BatchSettings",
+    "Compression",
+    "ExportSettings",
+    "ExporterName",
+    "OtlpProtocol",
+    "Signal",
+    "SignalExport",
+]
+
 Signal = Literal["traces", "logs", "metrics"]
 ExporterName = Literal["otlp", "console", "none"]
 OtlpProtocol = Literal["grpc", "http/protobuf"]

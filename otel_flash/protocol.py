@@ -20,6 +20,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from otel_flash.exceptions import RequestError
 
+__all__ = [
+    "ExecutionType",
+    "FunctionRequest",
+    "FunctionResponse",
+    "SerializationFormat",
+    "describe_validation_error",
+    "parse_request",
+    "reference_accepts",
+    "unwrap_envelope",
+]
+
 _log = logging.getLogger("flash.protocol")
 ExecutionType = Literal["function", "class"]
 SerializationFormat = Literal["cloudpickle", "json"]

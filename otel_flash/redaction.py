@@ -18,6 +18,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+__all__ = ["REDACTED", "Redactor", "redact_all", "redact_parameters", "redact_urls"]
+
 REDACTED = "***"
 _MAX_DEPTH = 16  # nested attribute values deeper than this are left as they are
 _PLAIN = frozenset({bool, int, float, type(None)})  # nothing to redact: returned at once

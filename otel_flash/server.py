@@ -53,6 +53,8 @@ from otel_flash.runtime import json_bytes
 from otel_flash.streaming import NDJSON_MEDIA_TYPE, ExecutionStreams, StreamEvent, event_json
 from otel_flash.telemetry import worker_init
 
+__all__ = ["EXECUTE_PATH", "PING_PATH", "STREAM_PATH", "ExecutorFactory", "create_app", "drain"]
+
 _log = logging.getLogger("flash.server")
 PING_PATH = "/ping"
 EXECUTE_PATH = "/execute"

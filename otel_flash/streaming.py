@@ -27,6 +27,16 @@ from otel_flash.executor import RemoteExecutor, RequestLike
 from otel_flash.protocol import FunctionResponse
 from otel_flash.runtime import json_bytes
 
+__all__ = [
+    "NDJSON_MEDIA_TYPE",
+    "ExecutionStreams",
+    "LogLine",
+    "StreamEvent",
+    "dropped_marker",
+    "event_dict",
+    "event_json",
+]
+
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 
 

@@ -15,6 +15,22 @@ import otel_flash
 PACKAGE = Path(otel_flash.__file__).parent
 # The public face: what subpackages serve, so none of them imports it.
 FACE = {"cli", "client", "executor", "integrations", "server", "streaming", "testing"}
+# The public modules README.md lists: each marks its public names with ``__all__``.
+PUBLIC_MODULES = [
+    "otel_flash.cli",
+    "otel_flash.client",
+    "otel_flash.config",
+    "otel_flash.exceptions",
+    "otel_flash.executor",
+    "otel_flash.export_settings",
+    "otel_flash.integrations.runpod",
+    "otel_flash.protocol",
+    "otel_flash.redaction",
+    "otel_flash.semconv",
+    "otel_flash.server",
+    "otel_flash.streaming",
+    "otel_flash.testing",
+]
 
 
 def _packages() -> list[str]:
@@ -78,6 +94,15 @@ def test_every_package_declares_all(name: str) -> None:
     package = importlib.import_module(name)
     for item in package.__all__:
         assert hasattr(package, item), f"{name}.{item}"
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_every_public_module_declares_all(name: str) -> None:
+    """A public module names its public objects in ``__all__``, and README lists the module."""
+    module = importlib.import_module(name)
+    for item in module.__all__:
+        assert hasattr(module, item), f"{name}.{item}"
+    assert f"`{name}`" in (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
 
 
 def test_subpackages_import_each_other_one_way() -> None:

@@ -52,6 +52,8 @@ from otel_flash.semconv import JOB_ID
 from otel_flash.streaming import ExecutionStreams, event_dict
 from otel_flash.telemetry import configure_telemetry, invocation_attributes, worker_init
 
+__all__ = ["RunPodWorker", "handler", "process_executor", "stream_handler"]
+
 
 def process_executor() -> RemoteExecutor:
     """The worker process's executor, on SDK providers installed as the OTel global ones.

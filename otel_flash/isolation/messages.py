@@ -68,7 +68,7 @@ class LoadRequest(TypedDict):
     carrier: dict[str, str]
     sys_path: list[str]
     environ: dict[str, str]
-    workspace: str | None
+    workspace: str
     modules_path: str | None
 
 

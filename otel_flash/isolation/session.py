@@ -86,7 +86,7 @@ class ProcessIsolation:
         self,
         request: FunctionRequest,
         limit_s: float | None,
-        workspace: Workspace | None,
+        workspace: Workspace,
         modules_path: str | None = None,
     ) -> ProcessSession:
         """A session for one execution; no process is forked until :meth:`ProcessSession.load`.
@@ -120,7 +120,7 @@ class ProcessSession:
         owner: ProcessIsolation,
         request: FunctionRequest,
         limit_s: float | None,
-        workspace: Workspace | None,
+        workspace: Workspace,
         modules_path: str | None = None,
     ) -> None:
         self._owner = owner
@@ -159,7 +159,6 @@ class ProcessSession:
         for fd, stream in ((out_r, "stdout"), (err_r, "stderr")):
             self._pipes[fd] = (stream, codecs.getincrementaldecoder("utf-8")(errors="replace"))
             self._selector.register(fd, selectors.EVENT_READ)
-        workspace = str(self._workspace.path()) if self._workspace is not None else None
         reply = self._exchange(
             {
                 "op": "load",
@@ -167,7 +166,7 @@ class ProcessSession:
                 "carrier": inject_context(),
                 "sys_path": list(sys.path),
                 "environ": dict(os.environ),
-                "workspace": workspace,
+                "workspace": str(self._workspace.path()),
                 "modules_path": self._modules_path,
             }
         )
