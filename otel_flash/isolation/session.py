@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -39,7 +39,8 @@ from opentelemetry.sdk._logs import LoggerProvider
 
 from otel_flash.capture import ExecutionLog, LineSink
 from otel_flash.config import FlashConfig
-from otel_flash.exceptions import ExecutionTimeout, FlashError, IsolationError, RemoteError, RequestError
+from otel_flash.exceptions import ExecutionTimeout, FlashError, IsolationError, RequestError
+from otel_flash.isolation.endings import describe_status, remote_error
 from otel_flash.isolation.messages import Frame, WorkerRequest
 from otel_flash.isolation.relay import Relay
 from otel_flash.isolation.wire import FrameReader, frame_limit, send_frame
@@ -53,6 +54,7 @@ _DRAIN_S = 2.0  # after the child ended: a program it started may still hold the
 _STATUS_WAIT_S = 5.0
 MAX_RESULT_BYTES = 256 << 20  # an encoded result, which a child sends in frame-sized parts
 CLASS_REFUSAL = "class instances are not supported with isolation='process'"
+SessionState = Literal["idle", "busy", "abandoned", "closed"]
 
 
 class ProcessIsolation:
@@ -113,6 +115,12 @@ class ProcessSession:
     (the child's process group is killed: :class:`ExecutionTimeout`) or the child
     dies (:class:`IsolationError` saying how). :meth:`abort` may be called from any
     thread; :meth:`finish` must run after the last step, in the execution's context.
+
+    Its lifecycle is one :data:`SessionState`, changed under its lock: ``idle`` between
+    steps, ``busy`` during one, ``abandoned`` when :meth:`abort` came during a step (the
+    step's thread closes the session when the step returns), ``closed`` once everything
+    is released. Beside it, two facts of the child: whether it was killed (a process
+    group is signalled once) and whether its control channel is still open.
     """
 
     def __init__(
@@ -138,9 +146,7 @@ class ProcessSession:
         self._parts_size = 0
         self._reply: Frame | None = None
         self._lock = threading.Lock()
-        self._busy = False
-        self._aborted = False
-        self._over = False
+        self._state: SessionState = "idle"
         self._killed = False
         self._listening = False
 
@@ -197,7 +203,7 @@ class ProcessSession:
     def finish(self) -> None:
         """Kill what is left of the child, take in its last output, release everything."""
         with self._lock:
-            if self._over:
+            if self._state == "closed":
                 return
         self._kill()
         self._drain(0.0)  # what was written before the last answer is in the pipes already
@@ -207,17 +213,18 @@ class ProcessSession:
         """Kill the child now, from any thread (the execution was abandoned)."""
         self._kill()
         with self._lock:
-            self._aborted = True
-            idle = not self._busy
+            if self._state == "busy":
+                self._state = "abandoned"
+            idle = self._state not in ("busy", "abandoned")
         if idle:
             self._close()
 
     def _exchange(self, message: WorkerRequest) -> Frame:
         with self._lock:
-            if self._over or self._control is None:
+            if self._state == "closed" or self._control is None:
                 msg = "the function's process is gone"
                 raise IsolationError(msg)
-            self._busy = True
+            self._state = "busy"
         try:
             try:
                 send_frame(self._control, message)
@@ -225,14 +232,20 @@ class ProcessSession:
                 raise self._died() from None
             reply = self._wait_reply()
         finally:
-            with self._lock:
-                self._busy = False
-                abandoned = self._aborted
+            abandoned = self._step_ended()
         if abandoned:
             self._close()
         if reply.get("op") == "error":
             raise self._remote_error(reply)
         return reply
+
+    def _step_ended(self) -> bool:
+        """Back to ``idle`` after a step; True when :meth:`abort` came meanwhile (close now)."""
+        with self._lock:
+            abandoned = self._state == "abandoned"
+            if self._state != "closed":
+                self._state = "idle"
+        return abandoned
 
     def _wait_reply(self) -> Frame:
         while self._reply is None:
@@ -373,9 +386,9 @@ class ProcessSession:
 
     def _close(self) -> None:
         with self._lock:
-            if self._over:
+            if self._state == "closed":
                 return
-            self._over = True
+            self._state = "closed"
         for fd in list(self._pipes):
             os.close(fd)
         self._pipes.clear()
@@ -393,35 +406,3 @@ class ProcessSession:
         if type_name == "MemoryError" and limit:
             description = f"memory limit of {limit} MB exceeded\n\n{description}"
         return remote_error(type_name, message, description)
-
-
-_REMOTE_TYPES: dict[str, type[RemoteError]] = {}
-_REMOTE_TYPES_MAX = 256
-
-
-def remote_error(type_name: str, message: str, description: str) -> RemoteError:
-    """A :class:`RemoteError` whose class bears ``type_name``, so spans read as in-process."""
-    name = type_name if type_name.isidentifier() else "RemoteError"
-    cls = _REMOTE_TYPES.get(name)
-    if cls is None:
-        cls = type(name, (RemoteError,), {"__module__": "otel_flash.remote", "__qualname__": name})
-        if len(_REMOTE_TYPES) < _REMOTE_TYPES_MAX:
-            _REMOTE_TYPES[name] = cls
-    return cls(message, description)
-
-
-def describe_status(status: int | None, memory_limit_mb: int | None = None) -> str:
-    """How a child ended, from its wait status, for the response's ``error``."""
-    if status is None:
-        return "the function's process stopped answering and its exit status is unknown"
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            name = str(number)
-        text = f"the function's process was killed by signal {name}"
-        if memory_limit_mb and number in (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS):
-            text += f" (it ran under a memory limit of {memory_limit_mb} MB)"
-        return text
-    return f"the function's process exited with code {os.waitstatus_to_exitcode(status)} before answering"
