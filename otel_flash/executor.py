@@ -26,6 +26,7 @@ from opentelemetry.util.types import AttributeValue
 
 from otel_flash._internal import SdkDiagnostics
 from otel_flash._phases import Phase, RunState
+from otel_flash._runners import ProcessRunner, Runner, ThreadRunner
 from otel_flash.capture import (
     CapturedLog,
     CaptureProcessor,
@@ -54,12 +55,10 @@ from otel_flash.runtime import (
     ModuleImports,
     Outcome,
     Snapshot,
-    Target,
     TargetLoader,
     Workspace,
     bind_workspace,
     describe_error,
-    encode_result,
     interpreter,
     observe_abandoned_threads,
     record_failure,
@@ -452,9 +451,12 @@ class RemoteExecutor:
         files = yield from self._module_files(request, state)
         try:
             if self._isolation is not None:
-                return (yield from self._isolated_phases(self._isolation, request, state, limit, files))
+                modules_path = str(files.path) if files is not None else None
+                session = self._isolation.session(request, limit, state.workspace, modules_path)
+                return (yield from self._target_phases(ProcessRunner(session), state))
             with self._imports.active(files):
-                return (yield from self._local_phases(request, state, limit))
+                runner = ThreadRunner(self._targets, request, state, limit)
+                return (yield from self._target_phases(runner, state))
         finally:
             if files is not None:
                 files.close()
@@ -470,51 +472,23 @@ class RemoteExecutor:
             files: ModuleFiles = yield _Call(ModuleFiles, (request.modules,))
         return files
 
-    def _local_phases(
-        self, request: FunctionRequest, state: RunState, limit: float | None
-    ) -> Generator[_Call, Any, dict[str, Any]]:
-        """``isolation="thread"``: load, call and serialize in this process."""
-        attributes = state.root_attributes
-        deadline = None if limit is None else time.monotonic() + limit
-        with self._phase(FUNCTION_LOAD_SPAN, state):
-            target: Target = yield _Call(self._targets.load, (request,), deadline=deadline, limit_s=limit)
-        state.instance = target.instance
-        attributes[CODE_FUNCTION_NAME] = target.qualname
-        with self._phase(FUNCTION_CALL_SPAN, state, {CODE_FUNCTION_NAME: target.qualname}):
-            result = yield _Call(target.fn, target.args, target.kwargs, deadline, limit)
-        if target.instance is not None:
-            target.instance.record_call()
-            attributes[INSTANCE_ID] = target.instance.instance_id
-        with self._phase(RESULT_SERIALIZE_SPAN, state):
-            encoded = encode_result(result, request.serialization_format)
-        return {"success": True, **encoded}
-
-    def _isolated_phases(
-        self,
-        isolation: ProcessIsolation,
-        request: FunctionRequest,
-        state: RunState,
-        limit: float | None,
-        files: ModuleFiles | None,
-    ) -> Generator[_Call, Any, dict[str, Any]]:
-        """``isolation="process"``: load, call and serialize run in a child process (isolation/session.py)."""
-        modules_path = str(files.path) if files is not None else None
-        session = isolation.session(request, limit, state.workspace, modules_path)
+    def _target_phases(self, runner: Runner, state: RunState) -> Generator[_Call, Any, dict[str, Any]]:
+        """Load, call and serialize the target (either isolation mode), then finish the runner."""
         try:
             with self._phase(FUNCTION_LOAD_SPAN, state):
-                qualname = yield _Call(session.load)
+                qualname = yield from runner.load()
             state.root_attributes[CODE_FUNCTION_NAME] = qualname
             with self._phase(FUNCTION_CALL_SPAN, state, {CODE_FUNCTION_NAME: qualname}):
-                yield _Call(session.call)
+                yield from runner.call()
             with self._phase(RESULT_SERIALIZE_SPAN, state):
-                encoded = yield _Call(session.serialize)
+                encoded = yield from runner.serialize()
         except GeneratorExit:
-            session.abort()
+            runner.abort()
             raise
         except BaseException:
-            yield _Call(session.finish)
+            yield from runner.finish()
             raise
-        yield _Call(session.finish)
+        yield from runner.finish()
         return {"success": True, **encoded}
 
     def _time_limit(self, request: FunctionRequest) -> float | None:

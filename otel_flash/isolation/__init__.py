@@ -7,6 +7,6 @@ otel_flash.isolation.child``), ``forwarders`` (the child's ``sys.stdout``/``sys.
 frames between them), ``messages`` (what the frames carry), ``endings`` (how a child ended).
 """
 
-from otel_flash.isolation.session import ProcessIsolation
+from otel_flash.isolation.session import ProcessIsolation, ProcessSession
 
-__all__ = ["ProcessIsolation"]
+__all__ = ["ProcessIsolation", "ProcessSession"]

@@ -1,0 +1,123 @@
+"""Where a request's target runs: one interface, in this process or in a function process.
+
+The executor writes the three phases (``flash.function.load``, ``flash.function.call``,
+``flash.result.serialize``) once, over a :class:`Runner`. Each step is a generator of
+the pipeline's blocking :class:`~otel_flash.runtime.Call` s, so the executor performs
+them with their limits whatever the mode; a step with nothing blocking yields none.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from typing import Any, Protocol
+
+from otel_flash._phases import RunState
+from otel_flash.isolation import ProcessSession
+from otel_flash.protocol import FunctionRequest
+from otel_flash.runtime import Call, Target, TargetLoader, encode_result
+from otel_flash.semconv import INSTANCE_ID
+
+
+class Runner(Protocol):
+    """Loads, calls and serializes one request's target; then :meth:`finish` (or :meth:`abort`)."""
+
+    def load(self) -> Generator[Call, Any, str]:
+        """Load the target; its qualified name."""
+        ...
+
+    def call(self) -> Generator[Call, Any, None]:
+        """Call the loaded target (a coroutine function runs to completion)."""
+        ...
+
+    def serialize(self) -> Generator[Call, Any, dict[str, Any]]:
+        """The response fields carrying the result."""
+        ...
+
+    def finish(self) -> Generator[Call, Any, None]:
+        """Release what the steps held; runs after the last step, whatever its outcome."""
+        ...
+
+    def abort(self) -> None:
+        """Give up now, from any thread (the execution was abandoned)."""
+        ...
+
+
+class ThreadRunner:
+    """``isolation="thread"``: the target runs in this process, its limit starting now."""
+
+    __slots__ = ("_deadline", "_limit", "_request", "_result", "_state", "_target", "_targets")
+
+    def __init__(
+        self, targets: TargetLoader, request: FunctionRequest, state: RunState, limit: float | None
+    ) -> None:
+        self._targets = targets
+        self._request = request
+        self._state = state
+        self._limit = limit
+        self._deadline = None if limit is None else time.monotonic() + limit
+        self._target: Target | None = None
+        self._result: Any = None
+
+    def load(self) -> Generator[Call, Any, str]:
+        """Load the function, or the method of a (kept) instance; the instance becomes the state's."""
+        target: Target = yield Call(
+            self._targets.load, (self._request,), deadline=self._deadline, limit_s=self._limit
+        )
+        self._target = target
+        self._state.instance = target.instance
+        return target.qualname
+
+    def call(self) -> Generator[Call, Any, None]:
+        """Call it within the limit; a kept instance counts the call."""
+        target = self._target
+        if target is None:
+            msg = "call() before load()"
+            raise RuntimeError(msg)
+        self._result = yield Call(target.fn, target.args, target.kwargs, self._deadline, self._limit)
+        if target.instance is not None:
+            target.instance.record_call()
+            self._state.root_attributes[INSTANCE_ID] = target.instance.instance_id
+
+    def serialize(self) -> Generator[Call, Any, dict[str, Any]]:
+        """Encode the result here, without a blocking step."""
+        yield from ()
+        return encode_result(self._result, self._request.serialization_format)
+
+    def finish(self) -> Generator[Call, Any, None]:
+        """Nothing to release."""
+        yield from ()
+
+    def abort(self) -> None:
+        """Nothing to stop: a thread past its limit is abandoned by the call itself."""
+
+
+class ProcessRunner:
+    """``isolation="process"``: each step is a blocking exchange with the session's child."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: ProcessSession) -> None:
+        self._session = session
+
+    def load(self) -> Generator[Call, Any, str]:
+        """Fork the child and load the target there."""
+        qualname: str = yield Call(self._session.load)
+        return qualname
+
+    def call(self) -> Generator[Call, Any, None]:
+        """Call it in the child."""
+        yield Call(self._session.call)
+
+    def serialize(self) -> Generator[Call, Any, dict[str, Any]]:
+        """The result's fields, encoded in the child."""
+        fields: dict[str, Any] = yield Call(self._session.serialize)
+        return fields
+
+    def finish(self) -> Generator[Call, Any, None]:
+        """Kill what is left of the child and take in its last output."""
+        yield Call(self._session.finish)
+
+    def abort(self) -> None:
+        """Kill the child now."""
+        self._session.abort()
