@@ -108,7 +108,7 @@ def _measure(export: ExportSettings | None) -> Figures:
     started = time.perf_counter_ns()
     executor.shutdown()
     shutdown_s = (time.perf_counter_ns() - started) / 1e9
-    ledgers = executor._telemetry.ledgers
+    ledgers = executor.telemetry.ledgers
     dropped = sum(ledger.dropped + ledger.accepted - ledger.handed for ledger in ledgers)
     samples.sort()
     return Figures(statistics.median(samples), samples[int(len(samples) * 0.99) - 1], shutdown_s, dropped)

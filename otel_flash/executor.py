@@ -90,6 +90,7 @@ from otel_flash.telemetry import (
     ColdStart,
     ExecutionFacts,
     LightTracer,
+    Telemetry,
     extract_context,
     format_trace_id,
     light_processors,
@@ -166,6 +167,11 @@ class RemoteExecutor:
             else None
         )
         self._closed = False
+
+    @property
+    def telemetry(self) -> Telemetry:
+        """The providers this executor emits into, and the delivery ledgers of those it built."""
+        return self._telemetry
 
     @property
     def instances(self) -> InstanceRegistry:

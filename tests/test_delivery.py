@@ -53,14 +53,14 @@ def test_every_signal_adds_up_when_the_collector_stops(internal_reports: list[st
     try:
         for n in range(5):
             executor.execute_sync(function_request(WORK, "work", n))
-        assert _wait(lambda: all(ledger.exported for ledger in executor._telemetry.ledgers))
+        assert _wait(lambda: all(ledger.exported for ledger in executor.telemetry.ledgers))
     finally:
         receiver.__exit__(None, None, None)
     for n in range(5):
         executor.execute_sync(function_request(WORK, "work", n))
     time.sleep(0.5)  # a metric export or two fails against the stopped collector
     executor.shutdown()
-    ledgers = {ledger.items: ledger for ledger in executor._telemetry.ledgers}
+    ledgers = {ledger.items: ledger for ledger in executor.telemetry.ledgers}
     assert set(ledgers) == {"spans", "log records", "metric data points"}
     for ledger in ledgers.values():
         assert ledger.exported + ledger.lost == ledger.produced

@@ -281,7 +281,7 @@ def test_full_queue_drops_and_counts_without_touching_stdout(internal_reports: l
         executor = RemoteExecutor(_config(export))
         responses = [executor.execute_sync(_request()) for _ in range(5)]
         executor.shutdown()
-    ledger = executor._telemetry.ledgers[0]
+    ledger = executor.telemetry.ledgers[0]
     assert ledger.queue_full > 0
     assert any("queue is full" in message for message in internal_reports)
     assert all(_captured_user_output(r) for r in responses)

@@ -18,7 +18,7 @@ from otel_flash.export_settings import ExportSettings, SignalExport
 from otel_flash.telemetry.metrics import ExecutionFacts, ExecutionMetrics
 from otel_flash.telemetry.observation import spans_observed
 from otel_flash.telemetry.providers import build_providers
-from otel_flash.testing import TelemetryCapture
+from otel_flash.testing import TelemetryCapture, capture_telemetry
 from tests.requests import function_request
 
 CHATTY = """
@@ -165,3 +165,19 @@ def test_two_executors_on_one_meter_provider_both_count(
         ) as executor:
             executor.execute_sync(function_request(CHATTY, "chatty", 1))
     assert [value for _, value in metrics.points("flash.executions")] == [2]
+
+
+def test_capture_telemetry_keeps_metrics_and_shuts_down_at_exit() -> None:
+    """``with capture_telemetry()`` gives spans, records and the executions' metrics, then shuts down."""
+    with capture_telemetry() as telemetry:
+        with RemoteExecutor(
+            FlashConfig(),
+            tracer_provider=telemetry.tracer_provider,
+            logger_provider=telemetry.logger_provider,
+            meter_provider=telemetry.meter_provider,
+        ) as executor:
+            assert executor.execute_sync(function_request(CHATTY, "chatty", 2)).success
+        assert telemetry.span_tree()[0].shape()[0] == "flash.execute"
+        assert {"flash.executions", "flash.phase.duration"} <= set(telemetry.metric_names())
+    telemetry.tracer_provider.get_tracer("after").start_span("after exit").end()
+    assert "after exit" not in [span.name for span in telemetry.spans()]  # its exporter is shut down

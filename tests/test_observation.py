@@ -9,6 +9,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.telemetry.observation import records_observed, spans_observed, unobserved_span
+from otel_flash.telemetry.sdk import log_record_processors
 from otel_flash.testing import TelemetryCapture
 from tests.requests import function_request, stdout_lines
 from tests.test_capture import MIXED
@@ -20,9 +21,9 @@ def test_observation_checks(telemetry: TelemetryCapture) -> None:
     assert spans_observed(TracerProvider(shutdown_on_exit=False)) is False
     assert spans_observed(telemetry.tracer_provider) is True
     with RemoteExecutor(FlashConfig()) as executor:
-        capture = executor._capture  # the executor's own processor
+        [capture] = log_record_processors(executor.telemetry.logger_provider) or ()  # its own, alone
         assert records_observed(bare, capture) is True  # not attached to this provider at all
-        assert records_observed(executor._telemetry.logger_provider, capture) is False
+        assert records_observed(executor.telemetry.logger_provider, capture) is False
     assert records_observed(telemetry.logger_provider, capture) is True
     assert records_observed(object(), capture) is True  # type: ignore[arg-type]  # cannot tell
 
