@@ -1,9 +1,11 @@
 """Where a request's target runs: one interface, in this process or in a function process.
 
 The executor writes the three phases (``flash.function.load``, ``flash.function.call``,
-``flash.result.serialize``) once, over a :class:`Runner`. Each step is a generator of
-the pipeline's blocking :class:`~otel_flash.runtime.Call` s, so the executor performs
-them with their limits whatever the mode; a step with nothing blocking yields none.
+``flash.result.serialize``) once, over a :class:`Runner`. Loading and calling are
+generators of the pipeline's blocking :class:`~otel_flash.runtime.Call` s, so the
+executor performs them with their limits whatever the mode; serializing and finishing
+return the :class:`~otel_flash.runtime.Call` to perform, or (in this process, where
+nothing blocks) the fields themselves and None: no generator for steps that never wait.
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ class Runner(Protocol):
         """Call the loaded target (a coroutine function runs to completion)."""
         ...
 
-    def serialize(self) -> Generator[Call, Any, dict[str, Any]]:
-        """The response fields carrying the result."""
+    def serialize(self) -> dict[str, Any] | Call:
+        """The response fields carrying the result, or the step that returns them."""
         ...
 
-    def finish(self) -> Generator[Call, Any, None]:
-        """Release what the steps held; runs after the last step, whatever its outcome."""
+    def finish(self) -> Call | None:
+        """The step releasing what the steps held (None: nothing held); after the last step, always."""
         ...
 
     def abort(self) -> None:
@@ -79,14 +81,12 @@ class ThreadRunner:
             target.instance.record_call()
             self._state.root_attributes[INSTANCE_ID] = target.instance.instance_id
 
-    def serialize(self) -> Generator[Call, Any, dict[str, Any]]:
+    def serialize(self) -> dict[str, Any]:
         """Encode the result here, without a blocking step."""
-        yield from ()
         return encode_result(self._result, self._request.serialization_format)
 
-    def finish(self) -> Generator[Call, Any, None]:
+    def finish(self) -> None:
         """Nothing to release."""
-        yield from ()
 
     def abort(self) -> None:
         """Nothing to stop: a thread past its limit is abandoned by the call itself."""
@@ -109,14 +109,13 @@ class ProcessRunner:
         """Call it in the child."""
         yield Call(self._session.call)
 
-    def serialize(self) -> Generator[Call, Any, dict[str, Any]]:
-        """The result's fields, encoded in the child."""
-        fields: dict[str, Any] = yield Call(self._session.serialize)
-        return fields
+    def serialize(self) -> Call:
+        """The step returning the result's fields, encoded in the child."""
+        return Call(self._session.serialize)
 
-    def finish(self) -> Generator[Call, Any, None]:
-        """Kill what is left of the child and take in its last output."""
-        yield Call(self._session.finish)
+    def finish(self) -> Call:
+        """The step killing what is left of the child and taking in its last output."""
+        return Call(self._session.finish)
 
     def abort(self) -> None:
         """Kill the child now."""

@@ -487,14 +487,18 @@ class RemoteExecutor:
             with self._phase(FUNCTION_CALL_SPAN, state, {CODE_FUNCTION_NAME: qualname}):
                 yield from runner.call()
             with self._phase(RESULT_SERIALIZE_SPAN, state):
-                encoded = yield from runner.serialize()
+                encoded = runner.serialize()
+                if isinstance(encoded, _Call):
+                    encoded = yield encoded
         except GeneratorExit:
             runner.abort()
             raise
         except BaseException:
-            yield from runner.finish()
+            if (finish := runner.finish()) is not None:
+                yield finish
             raise
-        yield from runner.finish()
+        if (finish := runner.finish()) is not None:
+            yield finish
         return {"success": True, **encoded}
 
     def _time_limit(self, request: FunctionRequest) -> float | None:

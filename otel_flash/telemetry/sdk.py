@@ -12,9 +12,8 @@ version they were checked against (:data:`CHECKED_SDK_VERSION`).
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from opentelemetry import trace
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, SynchronousMultiLogRecordProcessor
@@ -69,35 +68,36 @@ class LogRecordProcessors(SynchronousMultiLogRecordProcessor):
             super().add_log_record_processor(log_record_processor)
 
 
-_span_lists: weakref.WeakKeyDictionary[TracerProvider, SpanProcessors] = weakref.WeakKeyDictionary()
-_log_lists: weakref.WeakKeyDictionary[LoggerProvider, LogRecordProcessors] = weakref.WeakKeyDictionary()
+class _OwnTracerProvider(TracerProvider):
+    """An SDK tracer provider built by otel_flash, holding its :class:`SpanProcessors`."""
+
+    def __init__(self, resource: Resource, processors: SpanProcessors) -> None:
+        super().__init__(resource=resource, active_span_processor=processors, shutdown_on_exit=False)
+        self.own_processors = processors
 
 
-def new_tracer_provider(resource: Resource, **options: Any) -> TracerProvider:
+class _OwnLoggerProvider(LoggerProvider):
+    """An SDK logger provider built by otel_flash, holding its :class:`LogRecordProcessors`."""
+
+    def __init__(self, resource: Resource, processors: LogRecordProcessors) -> None:
+        super().__init__(resource=resource, multi_log_record_processor=processors, shutdown_on_exit=False)
+        self.own_processors = processors
+
+
+def new_tracer_provider(resource: Resource) -> TracerProvider:
     """An SDK tracer provider whose span processors we can read (not shut down at exit)."""
-    processors = SpanProcessors()
-    provider = TracerProvider(
-        resource=resource, active_span_processor=processors, shutdown_on_exit=False, **options
-    )
-    _span_lists[provider] = processors
-    return provider
+    return _OwnTracerProvider(resource, SpanProcessors())
 
 
 def new_logger_provider(resource: Resource) -> LoggerProvider:
     """An SDK logger provider whose log record processors we can read (not shut down at exit)."""
-    processors = LogRecordProcessors()
-    provider = LoggerProvider(
-        resource=resource, multi_log_record_processor=processors, shutdown_on_exit=False
-    )
-    _log_lists[provider] = processors
-    return provider
+    return _OwnLoggerProvider(resource, LogRecordProcessors())
 
 
 def span_processors(provider: trace.TracerProvider) -> tuple[SpanProcessor, ...] | None:
     """The span processors of an SDK tracer provider, in order; None when it cannot tell."""
-    own = _span_lists.get(provider) if isinstance(provider, TracerProvider) else None
-    if own is not None:
-        return own.processors
+    if isinstance(provider, _OwnTracerProvider):
+        return provider.own_processors.processors
     active = getattr(provider, "_active_span_processor", None)  # SDK private (a caller's provider)
     processors = getattr(active, "_span_processors", None)
     return processors if isinstance(processors, tuple) else None
@@ -105,9 +105,8 @@ def span_processors(provider: trace.TracerProvider) -> tuple[SpanProcessor, ...]
 
 def log_record_processors(provider: LoggerProvider) -> tuple[LogRecordProcessor, ...] | None:
     """The log record processors of an SDK logger provider, in order; None when it cannot tell."""
-    own = _log_lists.get(provider) if isinstance(provider, LoggerProvider) else None
-    if own is not None:
-        return own.processors
+    if isinstance(provider, _OwnLoggerProvider):
+        return provider.own_processors.processors
     multi = getattr(provider, "_multi_log_record_processor", None)  # SDK private (a caller's provider)
     processors = getattr(multi, "_log_record_processors", None)
     return processors if isinstance(processors, tuple) else None
@@ -119,8 +118,9 @@ def span_end_hook(provider: trace.TracerProvider) -> Callable[[ReadableSpan], No
     There is no public way to give a provider a span it did not start: for a provider
     of a caller this is the SDK's private active span processor.
     """
-    own = _span_lists.get(provider) if isinstance(provider, TracerProvider) else None
-    processor = own if own is not None else getattr(provider, "_active_span_processor", None)
+    if isinstance(provider, _OwnTracerProvider):
+        return provider.own_processors.on_end
+    processor = getattr(provider, "_active_span_processor", None)
     on_end = getattr(processor, "on_end", None)
     return on_end if callable(on_end) else None
 
