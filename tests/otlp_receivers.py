@@ -147,7 +147,27 @@ class Received:
         ]
 
 
-class _Receiver:
+class Started:
+    """Started on ``__enter__``, stopped on ``__exit__`` (receivers here, the processes of tests/stack.py)."""
+
+    def start(self) -> Self:
+        """Start, and wait until it serves."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop, and wait until it has."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class _Receiver(Started):
     """Start on ``__enter__``, stop on ``__exit__``; ``endpoint`` is the base URL."""
 
     endpoint: str
@@ -162,22 +182,11 @@ class _Receiver:
         if self.delay_s:
             self._stopping.wait(self.delay_s)
 
-    def start(self) -> Self:
-        """Start serving."""
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        """Stop serving."""
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self.start()
-
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._stopping.set()
-        self.stop()
+        self._stopping.set()  # a delayed answer stops waiting first
+        super().__exit__(kind, exc, tb)
 
 
 class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):

@@ -19,10 +19,11 @@ import time
 from collections.abc import Mapping
 from importlib.resources import files
 from pathlib import Path
-from types import TracebackType
 from typing import Literal, Self
 
 import httpx
+
+from tests.otlp_receivers import Started
 
 ROTEL_AGENT = str(files("rotel") / "rotel-agent")
 OTEL_FLASH = str(Path(sys.executable).parent / "otel-flash")
@@ -58,27 +59,7 @@ def _stop(process: subprocess.Popen[bytes] | None) -> str:
     return (err or b"").decode("utf-8", "replace")
 
 
-class _Started:
-    """Started on ``__enter__``, stopped on ``__exit__``."""
-
-    def start(self) -> Self:
-        """Start, and wait until it serves."""
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        """Stop, and wait until it has."""
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-
-class RotelCollector(_Started):
+class RotelCollector(Started):
     """rotel receiving OTLP on two loopback ports (gRPC, HTTP) and exporting to ``exporter_endpoint``."""
 
     def __init__(
@@ -134,7 +115,7 @@ class RotelCollector(_Started):
         self._process = None
 
 
-class ServedWorker(_Started):
+class ServedWorker(Started):
     """``otel-flash serve`` on a free loopback port, its environment ``env`` (plus ``PATH``-like basics)."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
