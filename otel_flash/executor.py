@@ -586,4 +586,4 @@ def _caller_context(payload: RequestLike, headers: Mapping[str, str] | None) -> 
     carrier = _carrier_of(payload)
     if carrier:
         return extract_context(carrier)
-    return extract_context(headers, origin="traceparent header")
+    return extract_context(headers, origin="traceparent header") if headers else None
