@@ -38,7 +38,8 @@ class SdkDiagnostics(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """False for ``opentelemetry.*`` records, after reporting them on stderr."""
-        if record.name != "opentelemetry" and not record.name.startswith("opentelemetry."):
+        name = record.name
+        if not name.startswith("opentelemetry") or (name != "opentelemetry" and name[13] != "."):
             return True
         if record.levelno >= logging.WARNING:
             internal_logger().handle(record)

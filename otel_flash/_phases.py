@@ -77,9 +77,8 @@ class Phase:
         self._started = time.perf_counter_ns()
         self._span: trace.Span = trace.INVALID_SPAN
         self._token: Token[Context] | None = None
-        lean = not self._state.spans_observed and self._name not in _DEPENDENCY_KINDS
-        if lean:  # nothing would see it: the root stand-in stays current
-            return self._span
+        if not self._state.spans_observed and self._name not in _DEPENDENCY_KINDS:
+            return self._span  # nothing would see it: the root stand-in stays current
         self._span = self._tracer.start_span(self._name, attributes=self._attributes)
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
         return self._span
@@ -90,9 +89,10 @@ class Phase:
         if exc is not None:
             self._state.failed_phase = self._name
             record_failure(self._span, exc, self._redact)
-        self._span.end()
-        if self._name in _DEPENDENCY_KINDS:
-            self._state.installs.append(_install_facts(self._name, self._span, exc is not None))
+        if self._token is not None:  # else a lean phase: no span to end, no install facts
+            self._span.end()
+            if self._name in _DEPENDENCY_KINDS:
+                self._state.installs.append(_install_facts(self._name, self._span, exc is not None))
         elapsed_ms = (time.perf_counter_ns() - self._started) / 1e6
         self._state.phases_ms[self._name.removeprefix("flash.")] = elapsed_ms
 

@@ -1,17 +1,18 @@
 """Where a request's target runs: one interface, in this process or in a function process.
 
 The executor writes the three phases (``flash.function.load``, ``flash.function.call``,
-``flash.result.serialize``) once, over a :class:`Runner`. Loading and calling are
-generators of the pipeline's blocking :class:`~otel_flash.runtime.Call` s, so the
-executor performs them with their limits whatever the mode; serializing and finishing
-return the :class:`~otel_flash.runtime.Call` to perform, or (in this process, where
-nothing blocks) the fields themselves and None: no generator for steps that never wait.
+``flash.result.serialize``) once, over a :class:`Runner`. Loading and calling each
+return the pipeline's blocking :class:`~otel_flash.runtime.Call`, which the executor
+performs with its limits whatever the mode, and take its value back (:meth:`Runner.loaded`,
+:meth:`Runner.called`); serializing and finishing return the
+:class:`~otel_flash.runtime.Call` to perform, or (in this process, where nothing
+blocks) the fields themselves and None. No generator: these steps are on every
+request's path.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
 from typing import Any, Protocol
 
 from otel_flash._phases import RunState
@@ -24,12 +25,20 @@ from otel_flash.semconv import INSTANCE_ID
 class Runner(Protocol):
     """Loads, calls and serializes one request's target; then :meth:`finish` (or :meth:`abort`)."""
 
-    def load(self) -> Generator[Call, Any, str]:
-        """Load the target; its qualified name."""
+    def load(self) -> Call:
+        """The step loading the target; its value goes to :meth:`loaded`."""
         ...
 
-    def call(self) -> Generator[Call, Any, None]:
-        """Call the loaded target (a coroutine function runs to completion)."""
+    def loaded(self, value: Any) -> str:
+        """Take the load step's value; the target's qualified name."""
+        ...
+
+    def call(self) -> Call:
+        """The step calling the loaded target (a coroutine function runs to completion)."""
+        ...
+
+    def called(self, value: Any) -> None:
+        """Take the call step's value."""
         ...
 
     def serialize(self) -> dict[str, Any] | Call:
@@ -61,23 +70,30 @@ class ThreadRunner:
         self._target: Target | None = None
         self._result: Any = None
 
-    def load(self) -> Generator[Call, Any, str]:
-        """Load the function, or the method of a (kept) instance; the instance becomes the state's."""
-        target: Target = yield Call(
-            self._targets.load, (self._request,), deadline=self._deadline, limit_s=self._limit
-        )
+    def load(self) -> Call:
+        """Load the function, or the method of a (kept) instance, within the limit."""
+        return Call(self._targets.load, (self._request,), deadline=self._deadline, limit_s=self._limit)
+
+    def loaded(self, value: Any) -> str:
+        """Keep the target; its instance becomes the state's."""
+        target: Target = value
         self._target = target
         self._state.instance = target.instance
         return target.qualname
 
-    def call(self) -> Generator[Call, Any, None]:
-        """Call it within the limit; a kept instance counts the call."""
+    def call(self) -> Call:
+        """Call it within the limit."""
         target = self._target
         if target is None:
             msg = "call() before load()"
             raise RuntimeError(msg)
-        self._result = yield Call(target.fn, target.args, target.kwargs, self._deadline, self._limit)
-        if target.instance is not None:
+        return Call(target.fn, target.args, target.kwargs, self._deadline, self._limit)
+
+    def called(self, value: Any) -> None:
+        """Keep the result; a kept instance counts the call."""
+        self._result = value
+        target = self._target
+        if target is not None and target.instance is not None:
             target.instance.record_call()
             self._state.root_attributes[INSTANCE_ID] = target.instance.instance_id
 
@@ -100,14 +116,21 @@ class ProcessRunner:
     def __init__(self, session: ProcessSession) -> None:
         self._session = session
 
-    def load(self) -> Generator[Call, Any, str]:
+    def load(self) -> Call:
         """Fork the child and load the target there."""
-        qualname: str = yield Call(self._session.load)
+        return Call(self._session.load)
+
+    def loaded(self, value: Any) -> str:
+        """The qualified name the child reported."""
+        qualname: str = value
         return qualname
 
-    def call(self) -> Generator[Call, Any, None]:
+    def call(self) -> Call:
         """Call it in the child."""
-        yield Call(self._session.call)
+        return Call(self._session.call)
+
+    def called(self, value: Any) -> None:
+        """Nothing to keep: the result stays in the child until serialized."""
 
     def serialize(self) -> Call:
         """The step returning the result's fields, encoded in the child."""

@@ -317,14 +317,16 @@ class RemoteExecutor:
         restored: list[str] = []
         workspace = Workspace(cfg.workspace_path)
         state = RunState(workspace=workspace, spans_observed=spans_observed(self._telemetry.tracer_provider))
-        state.tracer = self._execution_tracer()
+        state.tracer = self._execution_tracer() if state.spans_observed else self._tracer
 
         def bound(context: otel_context.Context | None) -> otel_context.Context:
             return bind_workspace(workspace, self._capture.bind(log, context))
 
-        token = otel_context.attach(bound(None))  # a bad trace_context warns into this log
+        own = bound(None)
+        token = otel_context.attach(own)  # a bad trace_context warns into this log
         try:
-            parent = bound(_caller_context(payload, trace_headers))
+            caller = _caller_context(payload, trace_headers)
+            parent = own if caller is None else bound(caller)
             coldstart = self._coldstart.take()
             if state.spans_observed:
                 facts: dict[str, AttributeValue] = {FAAS_TRIGGER: "other", **(attributes or {})}
@@ -392,7 +394,8 @@ class RemoteExecutor:
         """
         try:
             try:
-                return (yield from self._phases(payload, state))
+                runner, files = yield from self._phases(payload, state)
+                return (yield from self._target_phases(runner, state, files))
             finally:
                 restored += self._interpreter.restore(before)
         except GeneratorExit:
@@ -433,9 +436,15 @@ class RemoteExecutor:
         )
         return captured
 
-    def _phases(self, payload: RequestLike, state: RunState) -> Generator[_Call, Any, dict[str, Any]]:
-        request = with_deployed_code(parse_request(payload), self.config.functions_module)
-        validate_modules(request.modules, self.config.max_modules, self.config.max_modules_bytes)
+    def _phases(
+        self, payload: RequestLike, state: RunState
+    ) -> Generator[_Call, Any, tuple[Runner, ModuleFiles | None]]:
+        """The request parsed, its workspace, dependencies and module files set up; its runner."""
+        request = parse_request(payload)
+        if request.deployed:
+            request = with_deployed_code(request, self.config.functions_module)
+        if request.modules:
+            validate_modules(request.modules, self.config.max_modules, self.config.max_modules_bytes)
         attributes = state.root_attributes
         attributes[EXECUTION_TYPE] = request.execution_type
         if request.instance_id:
@@ -454,52 +463,64 @@ class RemoteExecutor:
             with self._phase(DEPENDENCIES_PYTHON_SPAN, state):
                 yield _Call(self._dependencies.install_python, (request.dependencies,), where)
         limit = self._time_limit(request)
-        files = yield from self._module_files(request, state)
+        files = (yield from self._module_files(request, state)) if request.modules else None
         try:
-            if self._isolation is not None:
-                modules_path = str(files.path) if files is not None else None
-                session = self._isolation.session(request, limit, state.workspace, modules_path)
-                return (yield from self._target_phases(ProcessRunner(session), state))
-            with self._imports.active(files):
-                runner = ThreadRunner(self._targets, request, state, limit)
-                return (yield from self._target_phases(runner, state))
-        finally:
+            return self._runner(request, state, limit, files), files
+        except BaseException:
             if files is not None:
                 files.close()
+            raise
 
-    def _module_files(
-        self, request: FunctionRequest, state: RunState
-    ) -> Generator[_Call, Any, ModuleFiles | None]:
-        """The request's ``modules`` (validated already) written to a directory (None without any)."""
-        if not request.modules:
-            return None
+    def _runner(
+        self, request: FunctionRequest, state: RunState, limit: float | None, files: ModuleFiles | None
+    ) -> Runner:
+        """Where the target runs: in this process, or in a function process (its session)."""
+        if self._isolation is None:
+            return ThreadRunner(self._targets, request, state, limit)
+        modules_path = str(files.path) if files is not None else None
+        return ProcessRunner(self._isolation.session(request, limit, state.workspace, modules_path))
+
+    def _module_files(self, request: FunctionRequest, state: RunState) -> Generator[_Call, Any, ModuleFiles]:
+        """The request's ``modules`` (validated already) written to a directory."""
         with self._phase(MODULES_PHASE, state) as span:
             span.set_attribute(MODULES_COUNT, len(request.modules))
             files: ModuleFiles = yield _Call(ModuleFiles, (request.modules,))
         return files
 
-    def _target_phases(self, runner: Runner, state: RunState) -> Generator[_Call, Any, dict[str, Any]]:
-        """Load, call and serialize the target (either isolation mode), then finish the runner."""
+    def _target_phases(
+        self, runner: Runner, state: RunState, files: ModuleFiles | None
+    ) -> Generator[_Call, Any, dict[str, Any]]:
+        """Load, call and serialize the target (either isolation mode), then finish the runner.
+
+        One generator over both modes, called from :meth:`_outcome` (not :meth:`_phases`):
+        every step of every request passes through each generator layer. ``files`` are
+        importable meanwhile in thread mode, and removed at the end.
+        """
         try:
-            with self._phase(FUNCTION_LOAD_SPAN, state):
-                qualname = yield from runner.load()
-            state.root_attributes[CODE_FUNCTION_NAME] = qualname
-            with self._phase(FUNCTION_CALL_SPAN, state, {CODE_FUNCTION_NAME: qualname}):
-                yield from runner.call()
-            with self._phase(RESULT_SERIALIZE_SPAN, state):
-                encoded = runner.serialize()
-                if isinstance(encoded, _Call):
-                    encoded = yield encoded
-        except GeneratorExit:
-            runner.abort()
-            raise
-        except BaseException:
-            if (finish := runner.finish()) is not None:
-                yield finish
-            raise
-        if (finish := runner.finish()) is not None:
-            yield finish
-        return {"success": True, **encoded}
+            with self._imports.active(files if self._isolation is None else None):
+                try:
+                    with self._phase(FUNCTION_LOAD_SPAN, state):
+                        qualname = runner.loaded((yield runner.load()))
+                    state.root_attributes[CODE_FUNCTION_NAME] = qualname
+                    with self._phase(FUNCTION_CALL_SPAN, state, {CODE_FUNCTION_NAME: qualname}):
+                        runner.called((yield runner.call()))
+                    with self._phase(RESULT_SERIALIZE_SPAN, state):
+                        encoded = runner.serialize()
+                        if isinstance(encoded, _Call):
+                            encoded = yield encoded
+                except GeneratorExit:
+                    runner.abort()
+                    raise
+                except BaseException:
+                    if (finish := runner.finish()) is not None:
+                        yield finish
+                    raise
+                if (finish := runner.finish()) is not None:
+                    yield finish
+                return {"success": True, **encoded}
+        finally:
+            if files is not None:
+                files.close()
 
     def _time_limit(self, request: FunctionRequest) -> float | None:
         """The request's limit, else the configured one; capped by ``max_timeout_s``."""
@@ -565,4 +586,4 @@ def _caller_context(payload: RequestLike, headers: Mapping[str, str] | None) -> 
     carrier = _carrier_of(payload)
     if carrier:
         return extract_context(carrier)
-    return extract_context(headers, origin="traceparent header")
+    return extract_context(headers, origin="traceparent header") if headers else None

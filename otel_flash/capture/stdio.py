@@ -130,7 +130,8 @@ class StreamRouter(CapturedStream):
         log = None if _emitting.get() else self._current_log()
         if log is None or log.closed:
             return self.original.write(text)
-        require_text(text)
+        if type(text) is not str:  # the common case without a call (two writes per print)
+            require_text(text)
         self._sink.deliver(log, self._stream, log.feed(self._stream, text))
         return len(text)
 

@@ -19,8 +19,8 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from otel_flash.capture import utf8_size
@@ -101,30 +101,19 @@ class ModuleImports:
         self._lock = threading.Lock()
         self._owners: dict[str, tuple[str, int]] = {}
 
-    @contextmanager
-    def active(self, files: ModuleFiles | None) -> Iterator[None]:
+    def active(self, files: ModuleFiles | None) -> AbstractContextManager[None]:
         """``files`` importable inside the block; afterwards off ``sys.path`` and out of ``sys.modules``.
 
-        Raises:
-            LoadError: a name is held by another execution with different sources, or
-                names a module the worker itself has imported.
-        """
-        if files is None:
-            yield
-            return
-        self._claim(files)
-        entry = str(files.path)
-        sys.path.insert(0, entry)
-        importlib.invalidate_caches()
-        try:
-            yield
-        finally:
-            if entry in sys.path:
-                sys.path.remove(entry)
-            sys.path_importer_cache.pop(entry, None)
-            self._release(files)
+        Without files, a block that does nothing (the common case, on every request's path).
 
-    def _claim(self, files: ModuleFiles) -> None:
+        Raises:
+            LoadError: on entering, a name is held by another execution with different
+                sources, or names a module the worker itself has imported.
+        """
+        return _NO_FILES if files is None else _Activation(self, files)
+
+    def claim(self, files: ModuleFiles) -> None:
+        """Claim the names of ``files`` for one execution (see :meth:`active`)."""
         with self._lock:
             for name in sorted(files.names):
                 owner = self._owners.get(name)
@@ -140,7 +129,8 @@ class ModuleImports:
                 digest, count = self._owners.get(name, (files.digest, 0))
                 self._owners[name] = (digest, count + 1)
 
-    def _release(self, files: ModuleFiles) -> None:
+    def release(self, files: ModuleFiles) -> None:
+        """Give back what :meth:`claim` took; a name no execution holds any more is forgotten."""
         with self._lock:
             for name in files.names:
                 digest, count = self._owners.pop(name)
@@ -148,6 +138,31 @@ class ModuleImports:
                     self._owners[name] = (digest, count - 1)
                 else:
                     forget_modules(name)
+
+
+class _Activation:
+    """One execution's module files on ``sys.path`` (see :meth:`ModuleImports.active`)."""
+
+    __slots__ = ("_entry", "_files", "_imports")
+
+    def __init__(self, imports: ModuleImports, files: ModuleFiles) -> None:
+        self._imports = imports
+        self._files = files
+        self._entry = str(files.path)
+
+    def __enter__(self) -> None:
+        self._imports.claim(self._files)
+        sys.path.insert(0, self._entry)
+        importlib.invalidate_caches()
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._entry in sys.path:
+            sys.path.remove(self._entry)
+        sys.path_importer_cache.pop(self._entry, None)
+        self._imports.release(self._files)
+
+
+_NO_FILES: AbstractContextManager[None] = nullcontext()
 
 
 def refuse_shadowing(name: str) -> None:
