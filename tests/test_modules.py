@@ -83,14 +83,15 @@ def test_the_next_request_does_not_see_them(executor: RemoteExecutor) -> None:
     ],
 )
 def test_a_bad_entry_is_named_before_anything_is_written(
-    executor: RemoteExecutor, path: str, problem: str
+    executor: RemoteExecutor, path: str, problem: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bad path fails the request with success false naming it; no directory of modules is made."""
-    before = set(_module_dirs())
+    # a temporary directory of this test's own: other tests' children clean up the shared one meanwhile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     response = executor.execute_sync(_request("def f():\n    return 1\n", "f", {"ok.py": "", path: ""}))
     assert response.success is False
     assert response.error is not None and f"modules: entry {path!r} {problem}" in response.error
-    assert set(_module_dirs()) == before
+    assert _module_dirs() == []
 
 
 def test_a_bad_map_fails_before_any_install(executor: RemoteExecutor, telemetry: TelemetryCapture) -> None:
