@@ -3,7 +3,8 @@
 Modules: ``providers`` (which tracer, logger and meter providers an executor uses, and
 building SDK ones), ``exporters`` (exporters and processors from the export settings),
 ``delivery`` (bounded batch processors that count what they drop), ``redacting``
-(exporter wrappers that redact on the way out), ``spans`` (the light execution spans),
+(exporter wrappers that redact on the way out), ``wrapping`` (what those wrappers
+share), ``spans`` (the light execution spans),
 ``metrics`` (execution metrics from the phase timings), ``observation`` (whether anything
 observes an execution's spans and records), ``propagation`` (W3C context in and out),
 ``threads`` (the context carried into user threads), ``tree`` (spans as a tree),

@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from otel_flash._internal import internal_logger
 from otel_flash.export_settings import BatchSettings
+from otel_flash.telemetry.wrapping import WrappingExporter
 
 
 class DeliveryLedger:
@@ -156,7 +157,7 @@ def _export_counted(ledger: DeliveryLedger, count: int, export: Callable[[], Any
     return result
 
 
-class CountingSpanExporter(SpanExporter):
+class CountingSpanExporter(WrappingExporter[SpanExporter], SpanExporter):
     """Forwards to ``exporter`` and records each batch's fate in ``ledger``."""
 
     def __init__(self, exporter: SpanExporter, ledger: DeliveryLedger) -> None:
@@ -169,16 +170,8 @@ class CountingSpanExporter(SpanExporter):
         result = _export_counted(self._ledger, len(spans), lambda: self.exporter.export(spans), ok)
         return result if isinstance(result, SpanExportResult) else SpanExportResult.FAILURE
 
-    def shutdown(self) -> None:
-        """Shut the wrapped exporter down."""
-        self.exporter.shutdown()
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Flush the wrapped exporter."""
-        return self.exporter.force_flush(timeout_millis)
-
-
-class CountingLogRecordExporter(LogRecordExporter):
+class CountingLogRecordExporter(WrappingExporter[LogRecordExporter], LogRecordExporter):
     """Forwards to ``exporter`` and records each batch's fate in ``ledger``."""
 
     def __init__(self, exporter: LogRecordExporter, ledger: DeliveryLedger) -> None:
@@ -190,14 +183,6 @@ class CountingLogRecordExporter(LogRecordExporter):
         ok = LogRecordExportResult.SUCCESS
         result = _export_counted(self._ledger, len(batch), lambda: self.exporter.export(batch), ok)
         return result if isinstance(result, LogRecordExportResult) else LogRecordExportResult.FAILURE
-
-    def shutdown(self) -> None:
-        """Shut the wrapped exporter down."""
-        self.exporter.shutdown()  # type: ignore[no-untyped-call]  # SDK method lacks annotations
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Flush the wrapped exporter."""
-        return self.exporter.force_flush(timeout_millis)
 
 
 class CountingMetricExporter(MetricExporter):

@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status
 
 from otel_flash.redaction import Redactor
+from otel_flash.telemetry.wrapping import WrappingExporter
 
 _PLAIN = frozenset({bool, int, float, type(None)})
 __all__ = ["RedactingLogRecordExporter", "RedactingSpanExporter", "redact_log_record", "redact_span"]
@@ -150,7 +151,7 @@ def redact_log_record(record: Any, redact: Redactor) -> Any:
     return dataclasses.replace(record, log_record=changed)
 
 
-class RedactingSpanExporter(SpanExporter):
+class RedactingSpanExporter(WrappingExporter[SpanExporter], SpanExporter):
     """Hands ``exporter`` every span redacted by ``redact`` (unchanged spans as they are)."""
 
     def __init__(self, exporter: SpanExporter, redact: Redactor) -> None:
@@ -161,16 +162,8 @@ class RedactingSpanExporter(SpanExporter):
         """Redact, then export."""
         return self.exporter.export([redact_span(span, self._redact) for span in spans])
 
-    def shutdown(self) -> None:
-        """Shut the wrapped exporter down."""
-        self.exporter.shutdown()
 
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Flush the wrapped exporter."""
-        return self.exporter.force_flush(timeout_millis)
-
-
-class RedactingLogRecordExporter(LogRecordExporter):
+class RedactingLogRecordExporter(WrappingExporter[LogRecordExporter], LogRecordExporter):
     """Hands ``exporter`` every log record redacted by ``redact`` (unchanged records as they are)."""
 
     def __init__(self, exporter: LogRecordExporter, redact: Redactor) -> None:
@@ -180,11 +173,3 @@ class RedactingLogRecordExporter(LogRecordExporter):
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         """Redact, then export."""
         return self.exporter.export([redact_log_record(record, self._redact) for record in batch])
-
-    def shutdown(self) -> None:
-        """Shut the wrapped exporter down."""
-        self.exporter.shutdown()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Flush the wrapped exporter."""
-        return self.exporter.force_flush(timeout_millis)
