@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from otel_flash._internal import internal_logger
 from otel_flash.export_settings import BatchSettings
-from otel_flash.telemetry.wrapping import WrappingExporter
+from otel_flash.telemetry.wrapping import WrappingExporter, WrappingMetricExporter
 
 
 class DeliveryLedger:
@@ -185,7 +185,7 @@ class CountingLogRecordExporter(WrappingExporter[LogRecordExporter], LogRecordEx
         return result if isinstance(result, LogRecordExportResult) else LogRecordExportResult.FAILURE
 
 
-class CountingMetricExporter(MetricExporter):
+class CountingMetricExporter(WrappingMetricExporter):
     """Forwards to ``exporter`` and records each collection's data points in ``ledger``.
 
     A metric reader has no queue: every collection is produced and handed at once,
@@ -193,11 +193,7 @@ class CountingMetricExporter(MetricExporter):
     """
 
     def __init__(self, exporter: MetricExporter, ledger: DeliveryLedger) -> None:
-        super().__init__(
-            getattr(exporter, "_preferred_temporality", None),
-            getattr(exporter, "_preferred_aggregation", None),
-        )
-        self.exporter = exporter
+        super().__init__(exporter)
         self._ledger = ledger
 
     def export(
@@ -211,14 +207,6 @@ class CountingMetricExporter(MetricExporter):
             self._ledger, count, lambda: self.exporter.export(metrics_data, timeout_millis, **kwargs), ok
         )
         return result if isinstance(result, MetricExportResult) else MetricExportResult.FAILURE
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        """Flush the wrapped exporter."""
-        return self.exporter.force_flush(timeout_millis)
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        """Shut the wrapped exporter down."""
-        self.exporter.shutdown(timeout_millis, **kwargs)
 
 
 def _data_points(metrics_data: MetricsData) -> int:

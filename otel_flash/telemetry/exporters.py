@@ -32,6 +32,7 @@ from otel_flash.telemetry.delivery import (
     CountingMetricExporter,
     DeliveryLedger,
 )
+from otel_flash.telemetry.durations import PhaseDurations, merging_phase_durations
 from otel_flash.telemetry.redacting import RedactingLogRecordExporter, RedactingSpanExporter
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class ExportPipeline:
     log_processor: LogRecordProcessor | None = None
     metric_reader: MetricReader | None = None
     ledgers: tuple[DeliveryLedger, ...] = ()
+    durations: PhaseDurations | None = None  # what the metric reader's exporter adds to each export
 
 
 def build_pipeline(
@@ -72,16 +74,18 @@ def build_pipeline(
         exporter = RedactingLogRecordExporter(build_log_exporter(settings.logs, out), redact)
         logs = BoundedLogRecordProcessor(exporter, settings.log_batch, ledger)
         ledgers.append(ledger)
-    reader = None
+    reader = durations = None
     if settings.enabled("metrics"):
         ledger = DeliveryLedger("metric data points", _destination(settings.metrics, "metrics"))
+        counted = CountingMetricExporter(build_metric_exporter(settings.metrics, out), ledger)
+        merging, durations = merging_phase_durations(counted)
         reader = PeriodicExportingMetricReader(
-            CountingMetricExporter(build_metric_exporter(settings.metrics, out), ledger),
+            merging,
             export_interval_millis=settings.metric_interval_ms,
             export_timeout_millis=settings.metric_timeout_ms,
         )
         ledgers.append(ledger)
-    return ExportPipeline(spans, logs, reader, tuple(ledgers))
+    return ExportPipeline(spans, logs, reader, tuple(ledgers), durations)
 
 
 def build_span_exporter(target: SignalExport, console: TextIO) -> SpanExporter:

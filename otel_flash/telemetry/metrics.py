@@ -38,10 +38,10 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from opentelemetry import trace
-from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 from opentelemetry.trace import SpanContext
 
 from otel_flash._internal import internal_logger
@@ -60,26 +60,11 @@ from otel_flash.semconv import (
     PHASE,
     PHASE_DURATION_METRIC,
 )
+from otel_flash.telemetry.durations import BOUNDS_S, DESCRIPTION, METER_NAME, PhaseDurations
 
-_DURATION_BUCKETS_S = (
-    0.001,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    300.0,
-)
-_DRAIN_AT = 1024  # pending executions that start a background drain between collections
+_DRAIN_AT = 1024  # pending executions that start a background drain (SDK instruments)
 _YIELD_EVERY = 32  # executions measured between two offers of the GIL to other threads
+_OUTCOMES = {True: "success", False: "error"}
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -99,6 +84,16 @@ class ExecutionFacts(NamedTuple):
     installs: list[InstallFacts]
 
 
+class Durations(Protocol):
+    """Where the durations of executions are measured."""
+
+    def add(self, facts: ExecutionFacts) -> None:
+        """Measure the durations of one execution (or keep them for :meth:`drain`), under the lock."""
+
+    def drain(self) -> None:
+        """Measure what :meth:`add` kept; called before each collection."""
+
+
 class ExecutionMetrics:
     """The metrics of executions on one meter provider; shared by every executor using it.
 
@@ -106,68 +101,51 @@ class ExecutionMetrics:
     can be registered once per provider, so two executors on one provider share it.
     """
 
-    def __init__(self, meter_provider: MeterProvider) -> None:
-        meter = meter_provider.get_meter("otel_flash")
-        self._pending: list[ExecutionFacts] = []
-        self._lock = threading.Lock()
-        self._draining = False
-        self._totals: dict[str, Counter[Labels]] = {name: Counter() for name in _COUNTERS}
-        self._duration = meter.create_histogram(
-            PHASE_DURATION_METRIC,
-            unit="s",
-            description="Duration of each phase of an execution, and of the whole execution.",
-            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS_S,
-        )
+    def __init__(self, meter_provider: MeterProvider, durations: PhaseDurations | None = None) -> None:
+        meter = meter_provider.get_meter(METER_NAME)
+        self._durations: Durations = durations if durations is not None else _SdkDurations(meter)
+        self._lock = durations.lock if durations is not None else threading.Lock()  # one lock per execution
+        self._executions: Counter[tuple[bool, str]] = Counter()
+        self._lines = [0, 0, 0]  # kept, omitted, omitted bytes
+        self._measured = False
+        self._installs: Counter[Labels] = Counter()
+        self._cache_hits: Counter[Labels] = Counter()
         for name, (unit, description) in _COUNTERS.items():
             meter.create_observable_counter(name, [self._observer(name)], unit=unit, description=description)
 
     @classmethod
-    def of(cls, meter_provider: MeterProvider) -> ExecutionMetrics:
-        """The metrics of ``meter_provider``, created on first use."""
+    def of(cls, meter_provider: MeterProvider, durations: PhaseDurations | None = None) -> ExecutionMetrics:
+        """The metrics of ``meter_provider``, created on first use.
+
+        ``durations``: where a provider otel_flash builds aggregates the durations (its
+        reader exports them); only the first call for a provider can give it.
+        """
         with _registry_lock:
             found = _registry.get(meter_provider)
             if found is None:
-                found = _registry[meter_provider] = cls(meter_provider)
+                found = _registry[meter_provider] = cls(meter_provider, durations)
             return found
 
     def record(self, facts: ExecutionFacts) -> None:
-        """Keep one execution's facts; measured at the next collection. Never raises."""
-        self._pending.append(facts)  # list.append is atomic: no lock on the execution's path
-        if len(self._pending) >= _DRAIN_AT and not self._draining:
-            self._draining = True
-            threading.Thread(target=self.drain, name="flash-metrics-drain", daemon=True).start()
+        """Count one execution and measure its durations. Never raises."""
+        try:
+            with self._lock:
+                self._count(facts)
+                self._durations.add(facts)
+        except Exception:
+            internal_logger().exception("could not record the metrics of an execution")
 
-    def drain(self) -> None:
-        """Turn pending facts into measurements (histogram points, counter totals)."""
-        with self._lock:
-            pending, self._pending = self._pending, []
-            self._draining = False
-            try:
-                for index, facts in enumerate(pending, 1):
-                    self._measure(facts)
-                    if not index % _YIELD_EVERY:
-                        time.sleep(0)  # let executions run: a drain must not hold the GIL for long
-            except Exception:
-                internal_logger().exception("could not record the metrics of executions")
-
-    def _measure(self, facts: ExecutionFacts) -> None:
-        outcome = "success" if facts.success else "error"
-        context = trace.set_span_in_context(trace.NonRecordingSpan(facts.span_context))
-        self._totals[EXECUTIONS_METRIC][((OUTCOME, outcome), (EXECUTION_TYPE, facts.execution_type))] += 1
-        record = self._duration.record
-        record(facts.total_ms / 1e3, {PHASE: "execute", OUTCOME: outcome}, context)
-        for phase, elapsed_ms in facts.phases_ms.items():
-            failed = facts.failed_phase == f"flash.{phase}"
-            labels = {PHASE: phase, OUTCOME: "error" if failed else "success"}
-            record(elapsed_ms / 1e3, labels)  # an exemplar costs ~4 µs: the execute point has one
+    def _count(self, facts: ExecutionFacts) -> None:
+        self._executions[facts.success, facts.execution_type] += 1
+        lines = self._lines
+        if facts.log_lines > facts.omitted_lines:
+            lines[0] += facts.log_lines - facts.omitted_lines
+        if facts.omitted_lines:
+            lines[1] += facts.omitted_lines
+            lines[2] += facts.omitted_bytes
         for install in facts.installs:
             self._count_install(install)
-        kept = max(0, facts.log_lines - facts.omitted_lines)
-        self._totals[LOG_LINES_METRIC][((LOG_DISPOSITION, "kept"),)] += kept
-        if facts.omitted_lines:
-            self._totals[LOG_LINES_METRIC][((LOG_DISPOSITION, "omitted"),)] += facts.omitted_lines
-        if facts.omitted_bytes:
-            self._totals[LOG_OMITTED_BYTES_METRIC][()] += facts.omitted_bytes
+        self._measured = True
 
     def _count_install(self, install: InstallFacts) -> None:
         labels: Labels = (
@@ -175,19 +153,82 @@ class ExecutionMetrics:
             (DEPENDENCIES_INSTALLER, install.installer),
         )
         if install.skipped:
-            self._totals[DEPENDENCIES_CACHE_HITS_METRIC][labels] += 1
+            self._cache_hits[labels] += 1
         else:
-            outcome = "error" if install.failed else "success"
-            self._totals[DEPENDENCIES_INSTALLS_METRIC][(*labels, (OUTCOME, outcome))] += 1
+            self._installs[(*labels, (OUTCOME, _OUTCOMES[not install.failed]))] += 1
+
+    def _totals(self, name: str) -> list[tuple[Labels, int]]:
+        """The cumulative totals of counter ``name`` by labels (call under the lock)."""
+        if name == EXECUTIONS_METRIC:
+            return [
+                (((OUTCOME, _OUTCOMES[success]), (EXECUTION_TYPE, kind)), value)
+                for (success, kind), value in self._executions.items()
+            ]
+        kept, omitted, omitted_bytes = self._lines
+        if name == LOG_LINES_METRIC:
+            found: list[tuple[Labels, int]] = [(((LOG_DISPOSITION, "kept"),), kept)] if self._measured else []
+            return found + ([(((LOG_DISPOSITION, "omitted"),), omitted)] if omitted else [])
+        if name == LOG_OMITTED_BYTES_METRIC:
+            return [((), omitted_bytes)] if omitted_bytes else []
+        counts = self._installs if name == DEPENDENCIES_INSTALLS_METRIC else self._cache_hits
+        return list(counts.items())
 
     def _observer(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
-            self.drain()
+            self._durations.drain()
             with self._lock:
-                totals = list(self._totals[name].items())
+                totals = self._totals(name)
             return [Observation(value, dict(labels)) for labels, value in totals]
 
         return observe
+
+
+class _SdkDurations:
+    """Durations recorded on the SDK histogram of a meter provider otel_flash did not build.
+
+    Its views and readers apply. An SDK ``record`` costs 6-8 µs per point, so the
+    execution only keeps its facts; they are recorded before each collection (the
+    observable counters' callbacks run first), or by a background drain once many are
+    pending. Only the ``execute`` point carries the ``flash.execute`` span's context,
+    for exemplars (each costs ~4 µs).
+    """
+
+    def __init__(self, meter: Meter) -> None:
+        self._histogram = meter.create_histogram(
+            PHASE_DURATION_METRIC,
+            unit="s",
+            description=DESCRIPTION,
+            explicit_bucket_boundaries_advisory=BOUNDS_S,
+        )
+        self._pending: list[ExecutionFacts] = []
+        self._lock = threading.Lock()
+        self._draining = False
+
+    def add(self, facts: ExecutionFacts) -> None:
+        """Keep one execution's facts for the next drain."""
+        self._pending.append(facts)  # list.append is atomic: no lock on the execution's path
+        if len(self._pending) >= _DRAIN_AT and not self._draining:
+            self._draining = True
+            threading.Thread(target=self.drain, name="flash-metrics-drain", daemon=True).start()
+
+    def drain(self) -> None:
+        """Record the pending executions' points."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            self._draining = False
+            for index, facts in enumerate(pending, 1):
+                self._record(facts)
+                if not index % _YIELD_EVERY:
+                    time.sleep(0)  # let executions run: a drain must not hold the GIL for long
+
+    def _record(self, facts: ExecutionFacts) -> None:
+        record = self._histogram.record
+        outcome = _OUTCOMES[facts.success]
+        context = trace.set_span_in_context(trace.NonRecordingSpan(facts.span_context))
+        record(facts.total_ms / 1e3, {PHASE: "execute", OUTCOME: outcome}, context)
+        for phase, elapsed_ms in facts.phases_ms.items():
+            failed = facts.failed_phase == f"flash.{phase}"
+            record(elapsed_ms / 1e3, {PHASE: phase, OUTCOME: _OUTCOMES[not failed]})
 
 
 _COUNTERS: dict[str, tuple[str, str]] = {

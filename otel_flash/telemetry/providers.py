@@ -161,6 +161,7 @@ def _build(
     pipeline = build_pipeline(config.export, console, Redactor(config.secret_values))
     if pipeline.metric_reader is not None and meter is None:
         meter = MeterProvider([pipeline.metric_reader], resource=resource, shutdown_on_exit=False)
+        ExecutionMetrics.of(meter, pipeline.durations)  # its reader exports the durations aggregated here
     if tracer is None:
         own_tracer = enable(new_tracer_provider(resource))
         if pipeline.span_processor is not None:

@@ -17,6 +17,8 @@ from typing import TypeVar
 
 from opentelemetry import trace
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, SynchronousMultiLogRecordProcessor
+from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter
+from opentelemetry.sdk.metrics.view import Aggregation
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
 
@@ -26,6 +28,7 @@ __all__ = [
     "SpanProcessors",
     "enable",
     "log_record_processors",
+    "metric_preferences",
     "new_logger_provider",
     "new_tracer_provider",
     "span_end_hook",
@@ -123,6 +126,19 @@ def span_end_hook(provider: trace.TracerProvider) -> Callable[[ReadableSpan], No
     processor = getattr(provider, "_active_span_processor", None)
     on_end = getattr(processor, "on_end", None)
     return on_end if callable(on_end) else None
+
+
+def metric_preferences(
+    exporter: MetricExporter,
+) -> tuple[dict[type, AggregationTemporality] | None, dict[type, Aggregation] | None]:
+    """The temporality and aggregation an exporter prefers, by instrument class (None: the defaults).
+
+    ``PeriodicExportingMetricReader`` reads them from the exporter's attributes that
+    ``MetricExporter.__init__`` sets; an exporter wrapping another passes them on.
+    """
+    temporality = getattr(exporter, "_preferred_temporality", None)  # set by MetricExporter.__init__
+    aggregation = getattr(exporter, "_preferred_aggregation", None)
+    return temporality, aggregation
 
 
 def enable(provider: _P) -> _P:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from opentelemetry.sdk._logs.export import LogRecordExporter
+from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.trace.export import SpanExporter
 
-__all__ = ["WrappingExporter"]
+from otel_flash.telemetry.sdk import metric_preferences
+
+__all__ = ["WrappingExporter", "WrappingMetricExporter"]
 
 _E = TypeVar("_E", SpanExporter, LogRecordExporter)
 
@@ -27,3 +30,22 @@ class WrappingExporter(Generic[_E]):
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Flush the wrapped exporter."""
         return self.exporter.force_flush(timeout_millis)
+
+
+class WrappingMetricExporter(MetricExporter):
+    """Base of a metric exporter that forwards to ``exporter``, with its temporality and aggregation.
+
+    The reader takes its preferences from the outermost exporter, so they are passed on.
+    """
+
+    def __init__(self, exporter: MetricExporter) -> None:
+        super().__init__(*metric_preferences(exporter))
+        self.exporter = exporter
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        """Flush the wrapped exporter."""
+        return self.exporter.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        """Shut the wrapped exporter down."""
+        self.exporter.shutdown(timeout_millis, **kwargs)
