@@ -105,9 +105,8 @@ class ExecutionMetrics:
         meter = meter_provider.get_meter(METER_NAME)
         self._durations: Durations = durations if durations is not None else _SdkDurations(meter)
         self._lock = durations.lock if durations is not None else threading.Lock()  # one lock per execution
-        self._executions: Counter[tuple[bool, str]] = Counter()
+        self._executions: dict[tuple[bool, str], int] = {}  # by success and execution type
         self._lines = [0, 0, 0]  # kept, omitted, omitted bytes
-        self._measured = False
         self._installs: Counter[Labels] = Counter()
         self._cache_hits: Counter[Labels] = Counter()
         for name, (unit, description) in _COUNTERS.items():
@@ -128,24 +127,29 @@ class ExecutionMetrics:
 
     def record(self, facts: ExecutionFacts) -> None:
         """Count one execution and measure its durations. Never raises."""
+        self._lock.acquire()  # not ``with``: half the instructions, on every execution's path
         try:
-            with self._lock:
-                self._count(facts)
-                self._durations.add(facts)
+            key = (facts.success, facts.execution_type)
+            executions = self._executions
+            executions[key] = executions.get(key, 0) + 1
+            if facts.omitted_lines or facts.installs:
+                self._count_rare(facts)
+            else:
+                self._lines[0] += facts.log_lines
+            self._durations.add(facts)
         except Exception:
             internal_logger().exception("could not record the metrics of an execution")
+        finally:
+            self._lock.release()
 
-    def _count(self, facts: ExecutionFacts) -> None:
-        self._executions[facts.success, facts.execution_type] += 1
+    def _count_rare(self, facts: ExecutionFacts) -> None:
+        """Count an execution that omitted lines or ran dependency phases."""
         lines = self._lines
-        if facts.log_lines > facts.omitted_lines:
-            lines[0] += facts.log_lines - facts.omitted_lines
-        if facts.omitted_lines:
-            lines[1] += facts.omitted_lines
-            lines[2] += facts.omitted_bytes
+        lines[0] += max(0, facts.log_lines - facts.omitted_lines)
+        lines[1] += facts.omitted_lines
+        lines[2] += facts.omitted_bytes
         for install in facts.installs:
             self._count_install(install)
-        self._measured = True
 
     def _count_install(self, install: InstallFacts) -> None:
         labels: Labels = (
@@ -166,8 +170,9 @@ class ExecutionMetrics:
             ]
         kept, omitted, omitted_bytes = self._lines
         if name == LOG_LINES_METRIC:
-            found: list[tuple[Labels, int]] = [(((LOG_DISPOSITION, "kept"),), kept)] if self._measured else []
-            return found + ([(((LOG_DISPOSITION, "omitted"),), omitted)] if omitted else [])
+            found: list[tuple[Labels, int]] = [(((LOG_DISPOSITION, "kept"),), kept)]
+            found += [(((LOG_DISPOSITION, "omitted"),), omitted)] if omitted else []
+            return found if self._executions else []
         if name == LOG_OMITTED_BYTES_METRIC:
             return [((), omitted_bytes)] if omitted_bytes else []
         counts = self._installs if name == DEPENDENCIES_INSTALLS_METRIC else self._cache_hits
