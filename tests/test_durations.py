@@ -9,8 +9,14 @@ from typing import Any
 
 import pytest
 from opentelemetry.proto.metrics.v1 import metrics_pb2
+from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
+    AlwaysOnExemplarFilter,
+    ExemplarFilter,
+    MeterProvider,
+    TraceBasedExemplarFilter,
+)
 from opentelemetry.sdk.metrics import Histogram as HistogramInstrument
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     HistogramDataPoint,
@@ -65,13 +71,16 @@ class Collected(MetricExporter):
 class Own:
     """A meter provider built as otel_flash builds one to export metrics, exporting into memory."""
 
-    def __init__(self, temporality: AggregationTemporality = AggregationTemporality.CUMULATIVE) -> None:
+    def __init__(
+        self,
+        temporality: AggregationTemporality = AggregationTemporality.CUMULATIVE,
+        exemplars: ExemplarFilter | None = None,
+    ) -> None:
         self.exporter = Collected(temporality)
         merging, durations = merging_phase_durations(self.exporter)
         assert durations is not None
-        self.provider = MeterProvider(
-            [PeriodicExportingMetricReader(merging, math.inf)], shutdown_on_exit=False
-        )
+        reader = PeriodicExportingMetricReader(merging, math.inf)
+        self.provider = MeterProvider([reader], exemplar_filter=exemplars, shutdown_on_exit=False)
         self.metrics = ExecutionMetrics.of(self.provider, durations)
 
     def collect(self) -> dict[Key, Any]:
@@ -168,6 +177,31 @@ def test_only_the_execute_series_has_exemplars_of_sampled_spans(own: Own) -> Non
     assert {exemplar.span_id for exemplar in by_phase["execute"].exemplars} <= sampled
     assert by_phase["execute"].exemplars
     assert not by_phase["function.load"].exemplars
+
+
+@pytest.mark.parametrize(
+    ("exemplars", "kept"),
+    [
+        (None, False),
+        (TraceBasedExemplarFilter(), False),
+        (AlwaysOffExemplarFilter(), False),
+        (AlwaysOnExemplarFilter(), True),
+    ],
+)
+def test_the_providers_exemplar_filter_decides_whether_unsampled_executions_are_exemplars(
+    exemplars: ExemplarFilter | None, kept: bool
+) -> None:
+    """Unsampled executions give exemplars only under ``always_on``; the default is trace-based."""
+    own = Own(exemplars=exemplars)
+    for facts in _executions(40):
+        unsampled = facts.span_context.trace_flags & ~TraceFlags.SAMPLED
+        context = SpanContext(
+            facts.span_context.trace_id, facts.span_context.span_id, False, TraceFlags(unsampled)
+        )
+        own.metrics.record(facts._replace(span_context=context))
+    points = [point for key, (_, point) in own.collect().items() if ("flash.phase", "execute") in key[1]]
+    own.provider.shutdown()
+    assert any(point.exemplars for point in points) is kept
 
 
 def test_cumulative_exports_keep_counting_from_the_start(own: Own) -> None:

@@ -7,6 +7,7 @@ from importlib import metadata
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, AlwaysOnExemplarFilter, MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -71,6 +72,16 @@ def test_what_cannot_be_read_is_said_so() -> None:
     """A provider that is not the SDK's has no readable processors: None, not an empty list."""
     assert sdk.span_processors(object()) is None  # type: ignore[arg-type]  # not a provider on purpose
     assert sdk.span_end_hook(object()) is None  # type: ignore[arg-type]  # not a provider on purpose
+
+
+def test_exemplar_filter_is_the_one_a_meter_provider_was_built_with(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The filter given to a meter provider, or ``OTEL_METRICS_EXEMPLAR_FILTER``'s, is read back."""
+    given = MeterProvider(exemplar_filter=AlwaysOnExemplarFilter(), shutdown_on_exit=False)
+    monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", "always_off")
+    from_env = MeterProvider(shutdown_on_exit=False)
+    assert isinstance(sdk.exemplar_filter(given), AlwaysOnExemplarFilter)
+    assert isinstance(sdk.exemplar_filter(from_env), AlwaysOffExemplarFilter)
+    assert sdk.exemplar_filter(object()) is None  # type: ignore[arg-type]  # not a provider on purpose
 
 
 def test_enable_undoes_otel_sdk_disabled(monkeypatch: pytest.MonkeyPatch) -> None:

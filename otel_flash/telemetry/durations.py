@@ -23,7 +23,12 @@ import time
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Any, Final
 
-from opentelemetry.sdk.metrics import Exemplar
+from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
+    AlwaysOnExemplarFilter,
+    Exemplar,
+    ExemplarFilter,
+)
 from opentelemetry.sdk.metrics import Histogram as HistogramInstrument
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -98,6 +103,14 @@ class PhaseDurations:
         self._success: dict[str, _Series] = {}
         self._error: dict[str, _Series] = {}
         self._previous_ns = time.time_ns()
+        self._exemplar_flags = (0, TraceFlags.SAMPLED)  # (always, mask): the trace-based filter
+
+    def follow(self, exemplars: ExemplarFilter | None) -> None:
+        """Keep exemplars as the meter provider's filter says: trace-based (the default), always on or off."""
+        if isinstance(exemplars, AlwaysOnExemplarFilter):
+            self._exemplar_flags = (TraceFlags.SAMPLED, TraceFlags.SAMPLED)
+        elif isinstance(exemplars, AlwaysOffExemplarFilter):
+            self._exemplar_flags = (0, 0)
 
     def add(self, facts: ExecutionFacts) -> None:
         """Count one execution's duration and phase durations; the caller holds :attr:`lock`.
@@ -119,7 +132,8 @@ class PhaseDurations:
             series.minimum = ms
         if ms > series.maximum:
             series.maximum = ms
-        if facts.span_context[_TRACE_FLAGS] & TraceFlags.SAMPLED:  # the SDK's trace-based exemplar filter
+        always, mask = self._exemplar_flags
+        if (facts.span_context[_TRACE_FLAGS] | always) & mask:  # as the provider's exemplar filter says
             series.exemplars[index] = facts
         failed = facts.failed_phase[_FLASH_PREFIX:] if facts.failed_phase else None
         for phase, ms in facts.phases_ms.items():

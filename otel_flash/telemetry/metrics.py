@@ -61,6 +61,7 @@ from otel_flash.semconv import (
     PHASE_DURATION_METRIC,
 )
 from otel_flash.telemetry.durations import BOUNDS_S, DESCRIPTION, METER_NAME, PhaseDurations
+from otel_flash.telemetry.sdk import exemplar_filter
 
 _DRAIN_AT = 1024  # pending executions that start a background drain (SDK instruments)
 _YIELD_EVERY = 32  # executions measured between two offers of the GIL to other threads
@@ -105,6 +106,8 @@ class ExecutionMetrics:
         meter = meter_provider.get_meter(METER_NAME)
         self._durations: Durations = durations if durations is not None else _SdkDurations(meter)
         self._lock = durations.lock if durations is not None else threading.Lock()  # one lock per execution
+        if durations is not None:
+            durations.follow(exemplar_filter(meter_provider))
         self._executions: dict[tuple[bool, str], int] = {}  # by success and execution type
         self._lines = [0, 0, 0]  # kept, omitted, omitted bytes
         self._installs: Counter[Labels] = Counter()

@@ -15,8 +15,9 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, SynchronousMultiLogRecordProcessor
+from opentelemetry.sdk.metrics import ExemplarFilter
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter
 from opentelemetry.sdk.metrics.view import Aggregation
 from opentelemetry.sdk.resources import Resource
@@ -27,6 +28,7 @@ __all__ = [
     "LogRecordProcessors",
     "SpanProcessors",
     "enable",
+    "exemplar_filter",
     "log_record_processors",
     "metric_preferences",
     "new_logger_provider",
@@ -139,6 +141,15 @@ def metric_preferences(
     temporality = getattr(exporter, "_preferred_temporality", None)  # set by MetricExporter.__init__
     aggregation = getattr(exporter, "_preferred_aggregation", None)
     return temporality, aggregation
+
+
+def exemplar_filter(provider: metrics.MeterProvider) -> ExemplarFilter | None:
+    """The exemplar filter of an SDK meter provider (``OTEL_METRICS_EXEMPLAR_FILTER``); None if unknown.
+
+    The provider keeps it in its private configuration; there is no public reader.
+    """
+    found = getattr(getattr(provider, "_sdk_config", None), "exemplar_filter", None)
+    return found if isinstance(found, ExemplarFilter) else None
 
 
 def enable(provider: _P) -> _P:
