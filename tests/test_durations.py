@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -207,6 +208,22 @@ def test_the_providers_exemplar_filter_decides_whether_unsampled_executions_are_
     points = [point for key, (_, point) in own.collect().items() if ("flash.phase", "execute") in key[1]]
     own.provider.shutdown()
     assert any(point.exemplars for point in points) is kept
+
+
+def test_executions_recorded_from_many_threads_are_all_counted(own: Own) -> None:
+    """Eight threads recording at once: every execution is in the histogram and the counter."""
+    executions = _executions(400)
+    threads = [threading.Thread(target=own.record, args=(executions[i::8],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    collected = own.collect()
+    histogram = sum(
+        point.count for key, (_, point) in collected.items() if ("flash.phase", "execute") in key[1]
+    )
+    counted = sum(point.value for key, (_, point) in collected.items() if key[0] == "flash.executions")
+    assert histogram == counted == 400
 
 
 def test_cumulative_exports_keep_counting_from_the_start(own: Own) -> None:
