@@ -30,6 +30,11 @@ def chatty(n):
     return n
 """
 
+LONG = """
+def long():
+    print("x" * 5000)
+"""
+
 
 class Metrics:
     """A meter provider read in memory, and a tracer provider with nothing observing its spans."""
@@ -108,6 +113,23 @@ def test_log_lines_kept_and_omitted_are_counted(metered: RemoteExecutor, metrics
     lines = {attrs["flash.log.disposition"]: value for attrs, value in metrics.points("flash.log.lines")}
     assert lines == {"kept": 4, "omitted": 6}
     assert [value for _, value in metrics.points("flash.log.omitted_bytes")] != [0]
+
+
+def test_bytes_cut_from_a_long_line_are_counted_without_omitted_lines(
+    metrics: Metrics, telemetry: TelemetryCapture
+) -> None:
+    """A line cut to ``max_line_bytes`` is kept as a line; the bytes cut off count as omitted bytes."""
+    with RemoteExecutor(
+        FlashConfig(max_line_bytes=200),
+        tracer_provider=metrics.tracer_provider,
+        logger_provider=telemetry.logger_provider,
+        meter_provider=metrics.meter_provider,
+    ) as executor:
+        assert executor.execute_sync(function_request(LONG, "long")).success
+    lines = {attrs["flash.log.disposition"]: value for attrs, value in metrics.points("flash.log.lines")}
+    assert lines == {"kept": 1}
+    [(_, omitted_bytes)] = metrics.points("flash.log.omitted_bytes")
+    assert omitted_bytes > 0
 
 
 def test_dependency_phases_count_installs_and_cache_hits(metrics: Metrics) -> None:

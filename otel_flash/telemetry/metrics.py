@@ -142,7 +142,7 @@ class ExecutionMetrics:
             key = (facts.success, facts.execution_type)
             executions = self._executions
             executions[key] = executions.get(key, 0) + 1
-            if facts.omitted_lines or facts.installs:
+            if facts.omitted_lines or facts.omitted_bytes or facts.installs:
                 self._count_rare(facts)
             else:
                 self._lines[0] += facts.log_lines
@@ -153,7 +153,7 @@ class ExecutionMetrics:
             self._lock.release()
 
     def _count_rare(self, facts: ExecutionFacts) -> None:
-        """Count an execution that omitted lines or ran dependency phases."""
+        """Count an execution that omitted lines or bytes (a cut line), or ran dependency phases."""
         lines = self._lines
         lines[0] += max(0, facts.log_lines - facts.omitted_lines)
         lines[1] += facts.omitted_lines
