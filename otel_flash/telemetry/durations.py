@@ -5,12 +5,12 @@ An SDK ``Histogram.record`` costs 6-8 µs per point (attribute copying and hashi
 most of a trivial request's budget. On a meter provider otel_flash builds, whose one
 reader exports through :class:`DurationMergingExporter`, the points are aggregated
 here instead: per series (``flash.phase``, ``flash.outcome``) a bucket-count list, a
-sum, a minimum and a maximum, updated with one ``bisect`` per point under one lock per
-batch of executions, and handed to the exporter as finished ``HistogramDataPoint``\\ s
-at each collection, in the temporality it prefers. What is exported is what the SDK's
+sum, a minimum and a maximum, updated as each execution ends under the one lock it
+takes, and handed to the exporter as finished ``HistogramDataPoint``\\ s at each
+collection, in the temporality it prefers. What is exported is what the SDK's
 explicit-bucket aggregation would export: the same buckets, start and end times, and
-on the ``execute`` series one exemplar per bucket (the last sampled execution's
-``flash.execute`` span, as the SDK's trace-based exemplar filter keeps).
+on the ``execute`` series one exemplar per bucket (the last execution the provider's
+exemplar filter keeps: by default the last sampled ``flash.execute`` span).
 
 A meter provider a caller passes in gets SDK instruments instead
 (:mod:`otel_flash.telemetry.metrics`), so its views and readers apply.
@@ -94,8 +94,8 @@ class PhaseDurations:
     :meth:`add` updates an execution's series (the caller holds :attr:`lock`, which
     :class:`~otel_flash.telemetry.metrics.ExecutionMetrics` shares); nothing is kept
     but the numbers and one exemplar per bucket. :meth:`collect` hands out the series
-    as data points. With delta temporality a
-    collection starts the next period, so one exporter (one reader) reads it.
+    as data points. With delta temporality a collection starts the next period, so one
+    exporter (one reader) reads it.
     """
 
     def __init__(self) -> None:
