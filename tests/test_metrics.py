@@ -73,7 +73,7 @@ def metrics() -> Iterator[Metrics]:
 def metered(metrics: Metrics, telemetry: TelemetryCapture) -> Iterator[RemoteExecutor]:
     """An executor whose metrics go to ``metrics``."""
     with RemoteExecutor(
-        FlashConfig(max_log_lines=4),
+        FlashConfig(max_log_lines=4, max_line_bytes=200),
         tracer_provider=metrics.tracer_provider,
         logger_provider=telemetry.logger_provider,
         meter_provider=metrics.meter_provider,
@@ -116,16 +116,10 @@ def test_log_lines_kept_and_omitted_are_counted(metered: RemoteExecutor, metrics
 
 
 def test_bytes_cut_from_a_long_line_are_counted_without_omitted_lines(
-    metrics: Metrics, telemetry: TelemetryCapture
+    metered: RemoteExecutor, metrics: Metrics
 ) -> None:
     """A line cut to ``max_line_bytes`` is kept as a line; the bytes cut off count as omitted bytes."""
-    with RemoteExecutor(
-        FlashConfig(max_line_bytes=200),
-        tracer_provider=metrics.tracer_provider,
-        logger_provider=telemetry.logger_provider,
-        meter_provider=metrics.meter_provider,
-    ) as executor:
-        assert executor.execute_sync(function_request(LONG, "long")).success
+    assert metered.execute_sync(function_request(LONG, "long")).success
     lines = {attrs["flash.log.disposition"]: value for attrs, value in metrics.points("flash.log.lines")}
     assert lines == {"kept": 1}
     [(_, omitted_bytes)] = metrics.points("flash.log.omitted_bytes")
