@@ -1,5 +1,9 @@
 """The HTTP worker: a FastAPI app that runs :class:`FunctionRequest` s on one executor.
 
+``POST /execute``, the hot path, is a plain ASGI endpoint answered right behind the
+:class:`~otel_flash.http.guard.RequestGuard`, before FastAPI's routing, request objects and
+dependency machinery (its FastAPI route only documents it and answers other methods 405).
+
 Routes:
     ``POST /execute``: a ``FunctionRequest`` (or RunPod's ``{"input": {...}}``
     envelope, answered as ``{"output": ...}``) in, the ``FunctionResponse`` out.
@@ -39,7 +43,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from opentelemetry import trace
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -48,7 +52,18 @@ from otel_flash import __version__
 from otel_flash.config import FlashConfig
 from otel_flash.exceptions import ConfigError, WorkerSaturated
 from otel_flash.executor import RemoteExecutor
-from otel_flash.http import HttpJob, RequestGuard, read_job
+from otel_flash.http import (
+    ASGIApp,
+    HttpJob,
+    Receive,
+    Refusal,
+    RequestGuard,
+    Scope,
+    Send,
+    read_job,
+    route_path,
+    send_json,
+)
 from otel_flash.runtime import json_bytes
 from otel_flash.streaming import NDJSON_MEDIA_TYPE, ExecutionStreams, StreamEvent, event_json
 from otel_flash.telemetry import worker_init
@@ -176,18 +191,25 @@ class _Worker:
         """See :func:`drain`; nothing to do before the executor exists."""
         return self._executor.drain(grace_s) if self._executor is not None else 0
 
-    async def execute(self, request: Request) -> Response:
-        """``POST /execute``."""
-        job = await self._job(request, EXECUTE_PATH)
-        response = await self.executor.execute(
-            job.request, attributes=job.attributes, trace_headers=job.trace_headers
-        )
+    async def execute(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /execute``, a plain ASGI endpoint: one parse, one validation, one encoding."""
+        try:
+            job = await self._job(scope, receive, EXECUTE_PATH)
+            response = await self.executor.execute(
+                job.request, attributes=job.attributes, trace_headers=job.trace_headers
+            )
+        except Refusal as refusal:
+            await refusal.send(send)
+            return
+        except WorkerSaturated as exc:
+            await _saturation(exc).send(send)
+            return
         body = response.model_dump(mode="json")
-        return FlashJSONResponse({"output": body} if job.enveloped else body)
+        await send_json(send, 200, json_bytes({"output": body} if job.enveloped else body))
 
     async def execute_stream(self, request: Request) -> StreamingResponse:
         """``POST /execute/stream``."""
-        job = await self._job(request, STREAM_PATH)
+        job = await self._job(request.scope, request.receive, STREAM_PATH)
         self.executor.check_capacity()  # refused with 503 before the stream starts, not in it
         events = self.streams.stream(job.request, attributes=job.attributes, trace_headers=job.trace_headers)
         return StreamingResponse(
@@ -204,14 +226,28 @@ class _Worker:
             if self._failure is not None
             else "the worker is still initialising; retry once GET /ping answers 200"
         )
-        raise HTTPException(503, detail, headers={"Retry-After": "1"})
+        raise Refusal(503, detail, ((b"retry-after", b"1"),))
 
     def _failure_text(self) -> str:
         return f"{type(self._failure).__name__}: {self._failure}"
 
-    async def _job(self, request: Request, route: str) -> HttpJob:
+    async def _job(self, scope: Scope, receive: Receive, route: str) -> HttpJob:
         self._check_serving()
-        return await read_job(request, route, self.max_body_bytes, self.config.body_timeout_s)
+        return await read_job(scope, receive, route, self.max_body_bytes, self.config.body_timeout_s)
+
+
+class _ExecuteRoute:
+    """ASGI middleware serving ``POST /execute`` itself; every other request goes on to the app."""
+
+    def __init__(self, app: ASGIApp, *, worker: _Worker) -> None:
+        self.app = app
+        self._worker = worker
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and route_path(scope) == EXECUTE_PATH:
+            await self._worker.execute(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 class _ConsoleHandler(logging.Handler):
@@ -285,15 +321,18 @@ def create_app(
     )
     app.state.flash_worker = worker
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Refusal, _refused)
     app.add_exception_handler(WorkerSaturated, _saturated)
     app.add_api_route(PING_PATH, worker.ping, methods=["GET"], summary="Health check")
-    app.add_api_route(EXECUTE_PATH, worker.execute, methods=["POST"], summary="Run one FunctionRequest")
+    summary = "Run one FunctionRequest"
+    app.add_api_route(EXECUTE_PATH, _served_before_routing, methods=["POST"], summary=summary)
     app.add_api_route(
         STREAM_PATH,
         worker.execute_stream,
         methods=["POST"],
         summary="Run one FunctionRequest, streaming its log lines as NDJSON",
     )
+    app.add_middleware(_ExecuteRoute, worker=worker)  # inside the guard: added before it
     app.add_middleware(
         RequestGuard,
         api_keys=settings.api_keys,
@@ -315,9 +354,30 @@ def drain(app: FastAPI, grace_s: float) -> int:
     return worker.drain(grace_s)
 
 
-async def _saturated(_request: Request, exc: Exception) -> Response:
+async def _served_before_routing() -> None:
+    """``POST /execute`` in the API schema; :class:`_ExecuteRoute` answers it before routing."""
+    msg = "POST /execute is answered by _ExecuteRoute, in front of FastAPI's router"
+    raise RuntimeError(msg)
+
+
+def _saturation(exc: WorkerSaturated) -> Refusal:
     """``WorkerSaturated`` answers 503 with its message as ``detail``."""
-    return FlashJSONResponse({"detail": str(exc)}, 503)
+    return Refusal(503, str(exc))
+
+
+async def _saturated(request: Request, exc: Exception) -> Response:
+    """FastAPI's handler of ``WorkerSaturated`` (``/execute/stream``): see :func:`_saturation`."""
+    if not isinstance(exc, WorkerSaturated):  # registered for this type only
+        raise exc
+    return await _refused(request, _saturation(exc))
+
+
+async def _refused(_request: Request, exc: Exception) -> Response:
+    """FastAPI's handler of a :class:`Refusal` (``/execute/stream``): the same answer as ``/execute``'s."""
+    if not isinstance(exc, Refusal):  # registered for this type only
+        raise exc
+    headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in exc.headers}
+    return FlashJSONResponse({"detail": exc.detail}, exc.status, headers=headers)
 
 
 def _without_framework_telemetry() -> dict[str, Any]:
