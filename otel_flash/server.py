@@ -46,6 +46,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from opentelemetry import trace
+from pydantic_core import PydanticSerializationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from otel_flash import __version__
@@ -64,6 +65,7 @@ from otel_flash.http import (
     route_path,
     send_json,
 )
+from otel_flash.protocol import FunctionResponse
 from otel_flash.runtime import json_bytes
 from otel_flash.streaming import NDJSON_MEDIA_TYPE, ExecutionStreams, StreamEvent, event_json
 from otel_flash.telemetry import worker_init
@@ -204,8 +206,7 @@ class _Worker:
         except WorkerSaturated as exc:
             await _saturation(exc).send(send)
             return
-        body = response.model_dump(mode="json")
-        await send_json(send, 200, json_bytes({"output": body} if job.enveloped else body))
+        await send_json(send, 200, _response_json(response, job.enveloped))
 
     async def execute_stream(self, request: Request) -> StreamingResponse:
         """``POST /execute/stream``."""
@@ -358,6 +359,16 @@ async def _served_before_routing() -> None:
     """``POST /execute`` in the API schema; :class:`_ExecuteRoute` answers it before routing."""
     msg = "POST /execute is answered by _ExecuteRoute, in front of FastAPI's router"
     raise RuntimeError(msg)
+
+
+def _response_json(response: FunctionResponse, enveloped: bool) -> bytes:
+    """The body answering ``response``: its JSON, or ``{"output": ...}`` around it for an envelope."""
+    try:
+        body = response.model_dump_json().encode()
+    except PydanticSerializationError:  # a lone surrogate (from an undecodable file name, say)
+        fields = response.model_dump(mode="json")
+        return json_bytes({"output": fields} if enveloped else fields)
+    return b'{"output":' + body + b"}" if enveloped else body
 
 
 def _saturation(exc: WorkerSaturated) -> Refusal:
