@@ -140,14 +140,17 @@ def test_application_json_with_a_charset_is_run(client: httpx.Client) -> None:
 def test_a_worker_mounted_under_a_prefix_keeps_its_checks(executor: RemoteExecutor, tmp_path: Path) -> None:
     """Mounted at /worker in an app of the user's, /worker/execute refuses non-JSON bodies and runs JSON."""
     import json
-    from contextlib import AbstractAsyncContextManager
+    from collections.abc import AsyncIterator
+    from contextlib import asynccontextmanager
 
     from fastapi import FastAPI
 
     worker = create_app(executor)
 
-    def lifespan(_app: FastAPI) -> AbstractAsyncContextManager[None]:
-        return worker.router.lifespan_context(worker)  # an injected executor: ready once it started
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with worker.router.lifespan_context(worker):  # an injected executor: ready once started
+            yield
 
     parent = FastAPI(lifespan=lifespan)
     parent.mount("/worker", worker)
