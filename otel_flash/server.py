@@ -17,7 +17,8 @@ Routes:
     past its time limit (they count against ``max_workers``).
 
 Status codes: 200 for every execution, successful or not (``success`` says
-which); 400 for a body that is not JSON (or a number too long, nesting too deep);
+which); 400 for a body that is not JSON (or a number too long, nesting too deep; or
+whose client went away while sending it);
 401 without a valid API key; 408 for a body not received within ``body_timeout_s``;
 413 for a body over the size limit; 415 for a body that is not ``application/json``;
 421 for a foreign ``Host`` on a loopback bind; 422 for JSON that is not a request at
@@ -38,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
@@ -55,6 +55,7 @@ from otel_flash.exceptions import ConfigError, WorkerSaturated
 from otel_flash.executor import RemoteExecutor
 from otel_flash.http import (
     ASGIApp,
+    ConsoleHandler,
     HttpJob,
     Receive,
     Refusal,
@@ -106,7 +107,7 @@ class _Worker:
         self._console_log = console_log
         self._shutdown_timeout_s = shutdown_timeout_s
         self._streams: ExecutionStreams | None = None
-        self._console: _ConsoleHandler | None = None
+        self._console: ConsoleHandler | None = None
         self._ready = asyncio.Event()
         self._failure: BaseException | None = None
 
@@ -156,7 +157,7 @@ class _Worker:
 
     def _became_ready(self) -> None:
         if self._console_log and self._executor is not None:
-            self._console = _ConsoleHandler(self._executor, self.config)
+            self._console = ConsoleHandler(self.config.log_level, self._executor.in_execution)
         self._ready.set()
         _log.info("otel-flash worker %s ready", __version__)
 
@@ -249,33 +250,6 @@ class _ExecuteRoute:
             await self._worker.execute(scope, receive, send)
         else:
             await self.app(scope, receive, send)
-
-
-class _ConsoleHandler(logging.Handler):
-    """Prints the worker's own ``flash.*`` lines on the real stderr, outside executions only.
-
-    Lines logged inside an execution are already in its response and exported
-    with it; printing them here too would show them twice in the worker's log.
-    """
-
-    def __init__(self, executor: RemoteExecutor, config: FlashConfig) -> None:
-        super().__init__(logging.getLevelNamesMapping()[config.log_level])
-        self._executor = executor
-        self._stream = sys.__stderr__
-        self.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(name)s | %(message)s"))
-        logging.getLogger("flash").addHandler(self)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self._stream is None or self._executor.in_execution():
-            return
-        try:
-            self._stream.write(self.format(record) + "\n")
-            self._stream.flush()
-        except Exception:
-            self.handleError(record)
-
-    def remove(self) -> None:
-        logging.getLogger("flash").removeHandler(self)
 
 
 def create_app(
