@@ -72,7 +72,7 @@ class LightTracer(trace.Tracer):
             return trace.NonRecordingSpan(parent_context)  # the default sampler drops it, so do we
         trace_id = parent_context.trace_id if parent_context.is_valid else random.getrandbits(128) or 1
         own = SpanContext(trace_id, random.getrandbits(64) or 1, is_remote=False, trace_flags=_SAMPLED)
-        root = parent._root if isinstance(parent, LightSpan) and parent._root is not None else None
+        root = (parent._root or parent) if isinstance(parent, LightSpan) else None
         return LightSpan(
             self, name, own, parent_context if parent_context.is_valid else None, kind, attributes, root
         )
