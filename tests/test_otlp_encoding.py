@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
@@ -159,7 +159,7 @@ def test_dropped_counts_of_attributes_events_and_links_are_encoded() -> None:
     assert _spans_request(spans) == encode_spans(spans)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.text(max_size=10), ATTRIBUTE_VALUES, max_size=6), st.text(max_size=20))
 def test_attribute_values_of_every_type_decode_as_the_stock_encoding(
     attributes: dict[str, Any], name: str
@@ -223,7 +223,7 @@ def test_every_log_record_field_decodes_as_the_stock_encoding() -> None:
     assert _logs_request(records) == encode_logs(records)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ANY_VALUES, st.dictionaries(st.text(max_size=8), ANY_VALUES, max_size=4))
 def test_log_bodies_and_attributes_of_every_type_decode_as_the_stock_encoding(
     body: Any, attributes: Any

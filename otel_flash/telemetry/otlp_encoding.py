@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 
 from otel_flash._internal import internal_logger
 
-__all__ = ["LogEncoder", "SpanEncoder"]
+__all__ = ["UNSET", "EncodableSpan", "LogEncoder", "SpanData", "SpanEncoder", "span_data"]
 
 _M64 = (1 << 64) - 1
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -213,13 +214,16 @@ class _Request(Generic[_Item]):
         """The request's bytes: ``item`` encodes one, ``owner`` gives its (resource, scope)."""
         groups: dict[Resource, dict[InstrumentationScope | None, list[bytes]]] = {}
         by_id: dict[tuple[int, int], list[bytes]] = {}
+        last: tuple[object, object, list[bytes]] = (None, None, [])
         for one in items:
             resource, scope = owner(one)
-            encoded = by_id.get((id(resource), id(scope)))
-            if encoded is None:
-                encoded = groups.setdefault(resource, {}).setdefault(scope or None, [])
-                by_id[(id(resource), id(scope))] = encoded
-            encoded.append(_field(b"\x12", item(one)))
+            if resource is not last[0] or scope is not last[1]:  # else the same group as the one before
+                encoded = by_id.get((id(resource), id(scope)))
+                if encoded is None:
+                    encoded = groups.setdefault(resource, {}).setdefault(scope or None, [])
+                    by_id[(id(resource), id(scope))] = encoded
+                last = (resource, scope, encoded)
+            last[2].append(_field(b"\x12", item(one)))
         return b"".join([_field(b"\x0a", self._resource_group(*group)) for group in groups.items()])
 
     def _resource_group(
@@ -246,7 +250,73 @@ class _Request(Generic[_Item]):
         return b"".join(parts)
 
 
+UNSET = Status(StatusCode.UNSET)
+"""The status of every span nobody set one on (light spans share this object)."""
+_UNSET_STATUS = b"\x7a\x00"  # Span.status, empty
 _SPAN_KINDS = [_BYTES[0x30] + _BYTES[kind + 1] for kind in range(5)]  # SpanKind.INTERNAL (0) is OTLP's 1
+
+
+class SpanData(NamedTuple):
+    """What the encoder reads of a span, in one tuple instead of a property call per field."""
+
+    context: SpanContext
+    parent: SpanContext | None
+    name: str
+    kind: SpanKind
+    start_time: int | None
+    end_time: int | None
+    attributes: Mapping[str, Any] | None
+    events: Sequence[Event]
+    status: Status
+    resource: Resource
+    scope: InstrumentationScope | None
+    links: Sequence[Link] = ()
+    dropped_attributes: int = 0
+    dropped_events: int = 0
+    dropped_links: int = 0
+
+
+class EncodableSpan(ReadableSpan):
+    """An SDK span that also carries its :class:`SpanData` (what a light span becomes when it ends)."""
+
+    def __init__(self, data: SpanData) -> None:
+        super().__init__(
+            name=data.name,
+            context=data.context,
+            parent=data.parent,
+            resource=data.resource,
+            attributes=data.attributes,
+            events=data.events,
+            kind=data.kind,
+            status=data.status,
+            start_time=data.start_time,
+            end_time=data.end_time,
+            instrumentation_scope=data.scope,
+        )
+        self.data = data
+
+
+def span_data(span: ReadableSpan) -> SpanData:
+    """What the encoder reads of ``span``: its own :class:`SpanData` if it has one, else read now."""
+    if type(span) is EncodableSpan:
+        return span.data
+    return SpanData(
+        span.context,
+        span.parent,
+        span.name,
+        span.kind,
+        span.start_time,
+        span.end_time,
+        span.attributes,
+        span.events,
+        span.status,
+        span.resource,
+        span.instrumentation_scope,
+        span.links,
+        span.dropped_attributes,
+        span.dropped_events,
+        span.dropped_links,
+    )
 
 
 class SpanEncoder:
@@ -254,39 +324,44 @@ class SpanEncoder:
 
     def __init__(self) -> None:
         self._attributes = _Attributes()
-        self._request = _Request[ReadableSpan](self._attributes)
+        self._request = _Request[SpanData](self._attributes)
+        self._names: dict[str, bytes] = {}
+
+    def _name(self, name: str) -> bytes:
+        if len(self._names) >= _CACHE_LIMIT:
+            self._names.clear()
+        encoded = self._names[name] = _text(b"\x2a", name)
+        return encoded
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         """The request carrying ``spans``."""
-        return self._request.encode(spans, self._span, _span_owner)
+        return self._request.encode(map(span_data, spans), self._span, _span_owner)
 
-    def _span(self, span: ReadableSpan) -> bytes:
-        context = span.context
+    def _span(self, span: SpanData) -> bytes:
+        context, parent, name, kind, start, end, attributes, events, status = span[:9]
         trace_id = context.trace_id
         parts = [_IDS.pack(0x0A, 16, trace_id >> 64, trace_id & _M64, 0x12, 8, context.span_id)]
         if context.trace_state:
             state = ",".join([f"{key}={value}" for key, value in context.trace_state.items()])
             parts.append(_text(b"\x1a", state))
-        parent = span.parent
         if parent is not None:
             parts.append(_SPAN_ID.pack(0x22, 8, parent.span_id))
-        if span.name:
-            parts.append(_text(b"\x2a", span.name))
-        parts.append(_SPAN_KINDS[span.kind.value])
-        parts.append(_times(0x39, span.start_time, 0x41, span.end_time))
-        attributes = self._attributes
-        parts += attributes.fields(b"\x4a", span.attributes)
+        if name:
+            parts.append(self._names.get(name) or self._name(name))
+        parts.append(_SPAN_KINDS[kind.value])
+        parts.append(_times(0x39, start, 0x41, end))
+        parts += self._attributes.fields(b"\x4a", attributes)
         if span.dropped_attributes:
             parts.append(b"\x50" + _varint(span.dropped_attributes))
-        if span.events:
-            parts += [_field(b"\x5a", self._event(event)) for event in span.events]
+        if events:
+            parts += [_field(b"\x5a", self._event(event)) for event in events]
         if span.dropped_events:
             parts.append(b"\x60" + _varint(span.dropped_events))
         if span.links:
             parts += [_field(b"\x6a", self._link(link)) for link in span.links]
         if span.dropped_links:
             parts.append(b"\x70" + _varint(span.dropped_links))
-        parts.append(_field(b"\x7a", _status(span.status)))
+        parts.append(_UNSET_STATUS if status is UNSET else _field(b"\x7a", _status(status)))
         remote = _IS_REMOTE if parent is not None and parent.is_remote else 0
         parts.append(_FLAGS.pack(0x85, 0x01, _HAS_IS_REMOTE | remote))
         return b"".join(parts)
@@ -311,8 +386,8 @@ class SpanEncoder:
         return b"".join(parts)
 
 
-def _span_owner(span: ReadableSpan) -> tuple[Resource, InstrumentationScope | None]:
-    return span.resource, span.instrumentation_scope
+def _span_owner(span: SpanData) -> tuple[Resource, InstrumentationScope | None]:
+    return span.resource, span.scope
 
 
 def _times(first_tag: int, first: int | None, second_tag: int, second: int | None) -> bytes:
@@ -335,6 +410,7 @@ class LogEncoder:
     def __init__(self) -> None:
         self._attributes = _Attributes()
         self._request = _Request[ReadableLogRecord](self._attributes)
+        self._severities: dict[tuple[Any, str | None], bytes] = {}
 
     def encode(self, records: Sequence[ReadableLogRecord]) -> bytes:
         """The request carrying ``records``; a body that cannot be encoded fails the batch, as stock."""
@@ -346,11 +422,10 @@ class LogEncoder:
     def _record(self, record: ReadableLogRecord) -> bytes:
         log = record.log_record
         parts = [_times(0x09, log.timestamp, 0x59, log.observed_timestamp)]
-        severity = getattr(log.severity_number, "value", None)
-        if severity:
-            parts.append(b"\x10" + _varint(severity))
-        if log.severity_text:
-            parts.append(_text(b"\x1a", log.severity_text))
+        severity = self._severities.get((log.severity_number, log.severity_text))
+        parts.append(
+            severity if severity is not None else self._severity(log.severity_number, log.severity_text)
+        )
         parts.append(_field(b"\x2a", _any_value(log.body)))
         parts += self._attributes.fields(b"\x32", log.attributes)
         if record.dropped_attributes:
@@ -366,6 +441,14 @@ class LogEncoder:
         if log.event_name:
             parts.append(_text(b"\x62", log.event_name))
         return b"".join(parts)
+
+    def _severity(self, number: Any, text: str | None) -> bytes:
+        value = getattr(number, "value", None)
+        encoded = (b"\x10" + _varint(value) if value else b"") + (_text(b"\x1a", text) if text else b"")
+        if len(self._severities) >= _CACHE_LIMIT:
+            self._severities.clear()
+        self._severities[(number, text)] = encoded
+        return encoded
 
 
 def _record_owner(record: ReadableLogRecord) -> tuple[Resource, InstrumentationScope | None]:
