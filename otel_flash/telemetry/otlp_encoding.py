@@ -144,6 +144,9 @@ class _Attributes:
             return []
         pairs = self._pairs
         out = []
+        if type(attributes) is not dict:  # the SDK's maps are slow to walk; their copy is a plain dict
+            copy = getattr(attributes, "copy", None)
+            attributes = copy() if copy is not None else dict(attributes)
         for key, value in attributes.items():
             kind = type(value)
             if kind is str or kind is bool:
