@@ -63,38 +63,48 @@ class _EncodedStub:
         )
 
 
-class GrpcSpanExporter(_GrpcSpanExporter):
+class _EncodedGrpc:
+    """Makes a stock gRPC exporter send our encoding (put first among the bases).
+
+    Overrides two hooks of the stock ``OTLPExporterMixin``: ``_translate_data`` (the
+    request: our bytes) and ``_initialize_channel_and_stub`` (also called when the
+    exporter reconnects: the stub sends the bytes as they are).
+    """
+
+    _encoder: SpanEncoder | LogEncoder
+    _service: Any  # the collector service's descriptor
+    _response: Any  # its response message class
+    _channel: Any
+    _client: Any
+
+    def _translate_data(self, data: Sequence[Any]) -> bytes:
+        return self._encoder.encode(data)
+
+    def _initialize_channel_and_stub(self) -> None:
+        super()._initialize_channel_and_stub()  # type: ignore[misc]  # the stock exporter's, next in the MRO
+        self._client = _EncodedStub(self._channel, self._service, self._response)
+
+
+class GrpcSpanExporter(_EncodedGrpc, _GrpcSpanExporter):  # type: ignore[misc]  # _translate_data returns bytes
     """The stock OTLP/gRPC span exporter sending our encoding (same arguments)."""
+
+    _service = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"]
+    _response = trace_service_pb2.ExportTraceServiceResponse
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._encoder = SpanEncoder()
         super().__init__(*args, **kwargs)
 
-    def _translate_data(self, data: Sequence[ReadableSpan]) -> bytes:  # type: ignore[override]  # bytes, sent as they are
-        return self._encoder.encode(data)
 
-    def _initialize_channel_and_stub(self) -> None:
-        super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]  # stock, unannotated
-        service = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"]
-        response = trace_service_pb2.ExportTraceServiceResponse
-        self._client = _EncodedStub(self._channel, service, response)  # type: ignore[assignment]  # a stub
-
-
-class GrpcLogRecordExporter(_GrpcLogExporter):
+class GrpcLogRecordExporter(_EncodedGrpc, _GrpcLogExporter):  # type: ignore[misc]  # _translate_data returns bytes
     """The stock OTLP/gRPC log record exporter sending our encoding (same arguments)."""
+
+    _service = logs_service_pb2.DESCRIPTOR.services_by_name["LogsService"]
+    _response = logs_service_pb2.ExportLogsServiceResponse
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._encoder = LogEncoder()
         super().__init__(*args, **kwargs)
-
-    def _translate_data(self, data: Sequence[ReadableLogRecord]) -> bytes:  # type: ignore[override]  # bytes, sent as they are
-        return self._encoder.encode(data)
-
-    def _initialize_channel_and_stub(self) -> None:
-        super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]  # stock, unannotated
-        service = logs_service_pb2.DESCRIPTOR.services_by_name["LogsService"]
-        response = logs_service_pb2.ExportLogsServiceResponse
-        self._client = _EncodedStub(self._channel, service, response)  # type: ignore[assignment]  # a stub
 
 
 class HttpSpanExporter(_HttpSpanExporter):
