@@ -77,11 +77,13 @@ def redact_span(span: ReadableSpan, redact: Redactor) -> ReadableSpan:
 def _span_texts(span: ReadableSpan) -> list[str] | None:
     """Every string of ``span`` when all its values are plain (no bytes, maps or nesting), else None."""
     data = span_data(span)  # in one tuple (the properties build tuples and proxies)
-    events, links = data.events, data.links
-    texts = [data.name, *(event.name for event in events)]
+    texts, maps = [data.name], [data.attributes]
+    for event in data.events:  # loops, not generators: most spans have no events and no links
+        texts.append(event.name)
+        maps.append(event.attributes)
+    maps += [link.attributes for link in data.links]
     if data.status.description:
         texts.append(data.status.description)
-    maps = [data.attributes, *(event.attributes for event in events), *(link.attributes for link in links)]
     for attributes in maps:
         if attributes and not _plain_texts(_values(attributes), texts):
             return None
