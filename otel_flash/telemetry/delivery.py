@@ -11,6 +11,7 @@ never reached because the queue bound is enforced here first.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -308,8 +309,11 @@ class BoundedLogRecordProcessor(LogRecordProcessor):
 def _readable(record: ReadWriteLogRecord) -> ReadableLogRecord:
     """What ``BatchLogRecordProcessor.on_emit`` queues: a copy without the record's context."""
     log = record.log_record
-    copied = object.__new__(type(log))
-    copied.__dict__.update(vars(log))  # as copy.copy, without its generic protocol
+    if hasattr(log, "__dict__"):
+        copied = object.__new__(type(log))
+        copied.__dict__.update(vars(log))  # as copy.copy, without its generic protocol
+    else:
+        copied = copy.copy(log)
     copied.context = Context()  # the execution's context (and what it holds) is not kept alive
     resource = record.resource if record.resource is not None else Resource.create({})
     return ReadableLogRecord(copied, resource, record.instrumentation_scope, record.limits)
