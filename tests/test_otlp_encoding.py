@@ -37,7 +37,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from otel_flash.telemetry.otlp_encoding import LogEncoder, SpanEncoder
+from otel_flash.telemetry.otlp_encoding import EncodableSpan, LogEncoder, SpanData, SpanEncoder
 
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 SCALARS = (
@@ -245,3 +245,30 @@ def test_encodings_kept_between_batches_follow_each_object() -> None:
     for index, resource in enumerate([*RESOURCES, Resource({"service.name": "new"}), *RESOURCES]):
         spans = [_span("s", index + 1, resource=resource, instrumentation_scope=SCOPES[index % 3])]
         assert ExportTraceServiceRequest.FromString(encoder.encode(spans)) == encode_spans(spans)
+
+
+def test_an_encodable_span_reads_as_the_sdk_span_it_is() -> None:
+    """What a light span becomes: its SDK properties are its data; it encodes as the stock encoder does."""
+    data = SpanData(
+        _context(3),
+        _context(1, remote=True),
+        "flash.function.call",
+        SpanKind.INTERNAL,
+        1_700_000_000_000_000_000,
+        1_700_000_000_000_300_000,
+        {"code.function.name": "hello", "n": 2},
+        [Event("exception", {"exception.type": "ValueError"}, 1_700_000_000_000_200_000)],
+        Status(StatusCode.ERROR, "bad input"),
+        RESOURCES[0],
+        SCOPES[0],
+    )
+    span = EncodableSpan(data)
+    seen = (span.context, span.parent, span.name, span.kind, span.start_time, span.end_time)
+    assert seen == data[:6]
+    assert (dict(span.attributes or {}), list(span.events), span.status) == (
+        data.attributes,
+        data.events,
+        data.status,
+    )
+    assert (span.resource, span.instrumentation_scope, span.links) == (data.resource, data.scope, ())
+    assert _spans_request([span]) == encode_spans([span])
