@@ -37,7 +37,8 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from otel_flash.telemetry.otlp_encoding import EncodableSpan, LogEncoder, SpanData, SpanEncoder
+from otel_flash.telemetry.otlp_encoding import LogEncoder, SpanEncoder
+from otel_flash.telemetry.span_data import EncodableSpan, SpanData
 
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 SCALARS = (

@@ -10,7 +10,8 @@ observes an execution's spans and records), ``propagation`` (W3C context in and 
 ``threads`` (the context carried into user threads), ``tree`` (spans as a tree),
 ``faas`` (the FaaS conventions and the worker's start-up span), ``sdk`` (the SDK
 internals otel_flash relies on, in one place), ``otlp_encoding`` (spans and log records
-written as OTLP protobuf bytes), ``otlp_exporters`` (the SDK's OTLP exporters sending them).
+written as OTLP protobuf bytes), ``otlp_exporters`` (the SDK's OTLP exporters sending them),
+``span_data`` (a span's exported fields in one tuple).
 """
 
 from otel_flash.telemetry.faas import (

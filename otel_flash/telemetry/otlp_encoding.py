@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, TypeVar
 
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 
 from otel_flash._internal import internal_logger
+from otel_flash.telemetry.span_data import UNSET, SpanData, span_data
 
-__all__ = ["UNSET", "EncodableSpan", "LogEncoder", "SpanData", "SpanEncoder", "span_data"]
+__all__ = ["LogEncoder", "SpanEncoder"]
 
 _M64 = (1 << 64) - 1
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -253,65 +253,8 @@ class _Request(Generic[_Item]):
         return b"".join(parts)
 
 
-UNSET = Status(StatusCode.UNSET)
-"""The status of every span nobody set one on (light spans share this object)."""
 _UNSET_STATUS = b"\x7a\x00"  # Span.status, empty
 _SPAN_KINDS = [_BYTES[0x30] + _BYTES[kind + 1] for kind in range(5)]  # SpanKind.INTERNAL (0) is OTLP's 1
-
-
-class SpanData(NamedTuple):
-    """What the encoder reads of a span, in one tuple instead of a property call per field."""
-
-    context: SpanContext
-    parent: SpanContext | None
-    name: str
-    kind: SpanKind
-    start_time: int | None
-    end_time: int | None
-    attributes: Mapping[str, Any] | None
-    events: Sequence[Event]
-    status: Status
-    resource: Resource
-    scope: InstrumentationScope | None
-    links: Sequence[Link] = ()
-    dropped_attributes: int = 0
-    dropped_events: int = 0
-    dropped_links: int = 0
-
-
-class EncodableSpan(ReadableSpan):
-    """An SDK span that also carries its :class:`SpanData` (what a light span becomes when it ends)."""
-
-    def __init__(self, data: SpanData) -> None:
-        context, parent, name, kind, start, end, attributes, events, status, resource, scope = data[:11]
-        # positionally, in ReadableSpan's order: on every light span's way to the export queue
-        super().__init__(
-            name, context, parent, resource, attributes, events, (), kind, None, status, start, end, scope
-        )
-        self.data = data
-
-
-def span_data(span: ReadableSpan) -> SpanData:
-    """What the encoder reads of ``span``: its own :class:`SpanData` if it has one, else read now."""
-    if type(span) is EncodableSpan:
-        return span.data
-    return SpanData(
-        span.context,
-        span.parent,
-        span.name,
-        span.kind,
-        span.start_time,
-        span.end_time,
-        span.attributes,
-        span.events,
-        span.status,
-        span.resource,
-        span.instrumentation_scope,
-        span.links,
-        span.dropped_attributes,
-        span.dropped_events,
-        span.dropped_links,
-    )
 
 
 class SpanEncoder:

@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status
 
 from otel_flash.redaction import Redactor
-from otel_flash.telemetry.otlp_encoding import span_data
+from otel_flash.telemetry.span_data import span_data
 from otel_flash.telemetry.wrapping import WrappingExporter
 
 _PLAIN = frozenset({bool, int, float, type(None)})

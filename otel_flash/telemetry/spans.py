@@ -28,8 +28,8 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from opentelemetry.util import types
 
 from otel_flash.telemetry.delivery import BoundedSpanProcessor
-from otel_flash.telemetry.otlp_encoding import UNSET, EncodableSpan, SpanData
 from otel_flash.telemetry.sdk import span_processors
+from otel_flash.telemetry.span_data import UNSET, EncodableSpan, SpanData
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
