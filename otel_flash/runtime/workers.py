@@ -12,8 +12,8 @@ starts, and so is every execution once the capacity is closed for shutdown.
 
 from __future__ import annotations
 
+import collections
 import contextvars
-import queue
 import threading
 from collections.abc import Callable, Iterable
 
@@ -27,48 +27,91 @@ from otel_flash.semconv import THREADS_ABANDONED_METRIC
 Job = Callable[[], Callable[[], None]]
 
 
-class WorkerPool:
-    """At most ``size`` daemon threads running submitted jobs in order; a job must not raise.
+class _Idle:
+    """An idle thread's mailbox: the job it is given, and the lock it sleeps on until then."""
 
-    A job returns its hand-over (waking whoever waits for it), called as the thread's
-    last step before it waits for the next job: the woken thread then finds the GIL
-    free instead of waking a second time for it.
+    __slots__ = ("job", "wake")
+
+    def __init__(self) -> None:
+        self.job: Job | None = None
+        self.wake = threading.Lock()
+        self.wake.acquire()
+
+
+class WorkerPool:
+    """At most ``size`` daemon threads running submitted jobs; a job must not raise.
+
+    A job goes to the thread that went idle last (its caches are the warmest, and a load
+    that needs few threads keeps the others asleep), else to a new thread while under
+    ``size``, else to a backlog that each thread empties before it goes idle. So every
+    job starts at once while fewer than ``size`` run (a job that blocks never holds up
+    another), and a thread that finishes takes the next waiting job without sleeping.
+
+    A job returns its hand-over (waking whoever waits for it), called after the thread
+    has put itself on the idle stack and before it sleeps: the woken thread then finds
+    the GIL free instead of waking a second time for it.
     """
 
     def __init__(self, size: int, name: str) -> None:
         self._size = size
         self._name = name
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)
         self._lock = threading.Lock()
+        self._idle: list[_Idle] = []
+        self._backlog: collections.deque[Job] = collections.deque()
         self._threads = 0
+        self._started = 0
+        self._closed = False
 
     def submit(self, job: Job) -> None:
-        """Run ``job`` in an idle thread, a new one while under ``size``, else when one frees up."""
-        self._jobs.put(job)
-        if self._idle.acquire(blocking=False):
-            return
+        """Run ``job`` in the last idle thread, a new one while under ``size``, else when one frees up."""
         with self._lock:
-            if self._threads >= self._size:
+            if self._idle:
+                idle = self._idle.pop()
+            elif self._threads < self._size:
+                self._threads += 1
+                self._started += 1
+                idle, name = None, f"{self._name}-{self._started}"
+            else:
+                self._backlog.append(job)
                 return
-            self._threads += 1
-            thread = threading.Thread(target=self._work, name=f"{self._name}-{self._threads}", daemon=True)
+        if idle is not None:
+            idle.job = job
+            idle.wake.release()
+            return
+        thread = threading.Thread(target=self._work, args=(job,), name=name, daemon=True)
         # Started in an empty context: a thread instrumented to inherit the context it was
         # started in would otherwise hold the first execution's context for its whole life.
         contextvars.Context().run(thread.start)
 
     def shutdown(self) -> None:
-        """Let every thread end once the jobs queued before now are done."""
+        """Let every thread end once the jobs submitted before now are done."""
         with self._lock:
-            for _ in range(self._threads):
-                self._jobs.put(None)
-            self._threads = 0
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._threads -= len(idle)
+        for each in idle:
+            each.wake.release()  # with no job: the thread ends
 
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
+    def _work(self, job: Job | None) -> None:
+        mailbox = _Idle()
+        while job is not None:
             hand_over = job()
-            self._idle.release()
+            job, resting = self._next(mailbox)
             hand_over()
+            if resting:
+                mailbox.wake.acquire()
+                job, mailbox.job = mailbox.job, None
+
+    def _next(self, mailbox: _Idle) -> tuple[Job | None, bool]:
+        """The oldest waiting job; else ``mailbox`` goes on the idle stack (True) unless shut down."""
+        with self._lock:
+            if self._backlog:
+                return self._backlog.popleft(), False
+            if self._closed:
+                self._threads -= 1
+                return None, False
+            self._idle.append(mailbox)
+            return None, True
 
 
 class ThreadTicket:
