@@ -63,7 +63,7 @@ def pool() -> Iterator[WorkerPool]:
 
 @pytest.mark.asyncio
 async def test_max_workers_executions_that_block_run_at_once(telemetry: TelemetryCapture) -> None:
-    """``max_workers`` awaited executions that block all run together: none waits behind another."""
+    """``max_workers`` awaited executions that block run together, on new threads and on idle ones."""
     with RemoteExecutor(
         FlashConfig(max_workers=AT_ONCE),
         tracer_provider=telemetry.tracer_provider,
@@ -71,8 +71,9 @@ async def test_max_workers_executions_that_block_run_at_once(telemetry: Telemetr
     ) as executor:
         request = function_request(MEETING, "f")
         BARRIER.reset()
-        responses = await asyncio.gather(*(executor.execute(request) for _ in range(AT_ONCE)))
-    assert [response.json_result for response in responses] == ["met"] * AT_ONCE
+        started = await asyncio.gather(*(executor.execute(request) for _ in range(AT_ONCE)))
+        woken = await asyncio.gather(*(executor.execute(request) for _ in range(AT_ONCE)))
+    assert [response.json_result for response in started + woken] == ["met"] * AT_ONCE * 2
 
 
 def test_a_job_submitted_while_every_thread_is_busy_runs_when_one_frees_up(pool: WorkerPool) -> None:
