@@ -13,6 +13,7 @@ starts, and so is every execution once the capacity is closed for shutdown.
 from __future__ import annotations
 
 import collections
+import contextlib
 import contextvars
 import functools
 import threading
@@ -104,7 +105,7 @@ class WorkerPool:
             # Started in an empty context: a thread instrumented to inherit the context it was
             # started in would otherwise hold the first execution's context for its whole life.
             contextvars.Context().run(thread.start)
-        except BaseException:  # "can't start new thread": the next submit tries again
+        except BaseException:  # "can't start new thread": the next submit or woken thread tries again
             with self._lock:
                 self._threads -= 1
                 self._waking = False
@@ -120,7 +121,9 @@ class WorkerPool:
             else:
                 job, wake = self._next(idle, woken)
                 hand_over()
-            wake()
+            if wake is not _nothing:
+                with contextlib.suppress(RuntimeError):  # "can't start new thread": the rest wait for us
+                    wake()
             if job is None:
                 return
             if job is _REST:
