@@ -1,5 +1,9 @@
 """The HTTP worker: a FastAPI app that runs :class:`FunctionRequest` s on one executor.
 
+``POST /execute``, the hot path, is a plain ASGI endpoint answered right behind the
+:class:`~otel_flash.http.guard.RequestGuard`, before FastAPI's routing, request objects and
+dependency machinery (its FastAPI route only documents it and answers other methods 405).
+
 Routes:
     ``POST /execute``: a ``FunctionRequest`` (or RunPod's ``{"input": {...}}``
     envelope, answered as ``{"output": ...}``) in, the ``FunctionResponse`` out.
@@ -13,7 +17,8 @@ Routes:
     past its time limit (they count against ``max_workers``).
 
 Status codes: 200 for every execution, successful or not (``success`` says
-which); 400 for a body that is not JSON (or a number too long, nesting too deep);
+which); 400 for a body that is not JSON (or a number too long, nesting too deep; or
+whose client went away while sending it);
 401 without a valid API key; 408 for a body not received within ``body_timeout_s``;
 413 for a body over the size limit; 415 for a body that is not ``application/json``;
 421 for a foreign ``Host`` on a loopback bind; 422 for JSON that is not a request at
@@ -34,21 +39,34 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from opentelemetry import trace
+from pydantic_core import PydanticSerializationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from otel_flash import __version__
 from otel_flash.config import FlashConfig
 from otel_flash.exceptions import ConfigError, WorkerSaturated
 from otel_flash.executor import RemoteExecutor
-from otel_flash.http import HttpJob, RequestGuard, read_job
+from otel_flash.http import (
+    ASGIApp,
+    ConsoleHandler,
+    HttpJob,
+    Receive,
+    Refusal,
+    RequestGuard,
+    Scope,
+    Send,
+    read_job,
+    route_path,
+    send_json,
+)
+from otel_flash.protocol import FunctionResponse
 from otel_flash.runtime import json_bytes
 from otel_flash.streaming import NDJSON_MEDIA_TYPE, ExecutionStreams, StreamEvent, event_json
 from otel_flash.telemetry import worker_init
@@ -89,7 +107,7 @@ class _Worker:
         self._console_log = console_log
         self._shutdown_timeout_s = shutdown_timeout_s
         self._streams: ExecutionStreams | None = None
-        self._console: _ConsoleHandler | None = None
+        self._console: ConsoleHandler | None = None
         self._ready = asyncio.Event()
         self._failure: BaseException | None = None
 
@@ -139,7 +157,7 @@ class _Worker:
 
     def _became_ready(self) -> None:
         if self._console_log and self._executor is not None:
-            self._console = _ConsoleHandler(self._executor, self.config)
+            self._console = ConsoleHandler(self.config.log_level, self._executor.in_execution)
         self._ready.set()
         _log.info("otel-flash worker %s ready", __version__)
 
@@ -176,18 +194,24 @@ class _Worker:
         """See :func:`drain`; nothing to do before the executor exists."""
         return self._executor.drain(grace_s) if self._executor is not None else 0
 
-    async def execute(self, request: Request) -> Response:
-        """``POST /execute``."""
-        job = await self._job(request, EXECUTE_PATH)
-        response = await self.executor.execute(
-            job.request, attributes=job.attributes, trace_headers=job.trace_headers
-        )
-        body = response.model_dump(mode="json")
-        return FlashJSONResponse({"output": body} if job.enveloped else body)
+    async def execute(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /execute``, a plain ASGI endpoint: one parse, one validation, one encoding."""
+        try:
+            job = await self._job(scope, receive, EXECUTE_PATH)
+            response = await self.executor.execute(
+                job.request, attributes=job.attributes, trace_headers=job.trace_headers
+            )
+        except Refusal as refusal:
+            await refusal.send(send)
+            return
+        except WorkerSaturated as exc:
+            await _saturation(exc).send(send)
+            return
+        await send_json(send, 200, _response_json(response, job.enveloped))
 
     async def execute_stream(self, request: Request) -> StreamingResponse:
         """``POST /execute/stream``."""
-        job = await self._job(request, STREAM_PATH)
+        job = await self._job(request.scope, request.receive, STREAM_PATH)
         self.executor.check_capacity()  # refused with 503 before the stream starts, not in it
         events = self.streams.stream(job.request, attributes=job.attributes, trace_headers=job.trace_headers)
         return StreamingResponse(
@@ -204,41 +228,28 @@ class _Worker:
             if self._failure is not None
             else "the worker is still initialising; retry once GET /ping answers 200"
         )
-        raise HTTPException(503, detail, headers={"Retry-After": "1"})
+        raise Refusal(503, detail, ((b"retry-after", b"1"),))
 
     def _failure_text(self) -> str:
         return f"{type(self._failure).__name__}: {self._failure}"
 
-    async def _job(self, request: Request, route: str) -> HttpJob:
+    async def _job(self, scope: Scope, receive: Receive, route: str) -> HttpJob:
         self._check_serving()
-        return await read_job(request, route, self.max_body_bytes, self.config.body_timeout_s)
+        return await read_job(scope, receive, route, self.max_body_bytes, self.config.body_timeout_s)
 
 
-class _ConsoleHandler(logging.Handler):
-    """Prints the worker's own ``flash.*`` lines on the real stderr, outside executions only.
+class _ExecuteRoute:
+    """ASGI middleware serving ``POST /execute`` itself; every other request goes on to the app."""
 
-    Lines logged inside an execution are already in its response and exported
-    with it; printing them here too would show them twice in the worker's log.
-    """
+    def __init__(self, app: ASGIApp, *, worker: _Worker) -> None:
+        self.app = app
+        self._worker = worker
 
-    def __init__(self, executor: RemoteExecutor, config: FlashConfig) -> None:
-        super().__init__(logging.getLevelNamesMapping()[config.log_level])
-        self._executor = executor
-        self._stream = sys.__stderr__
-        self.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(name)s | %(message)s"))
-        logging.getLogger("flash").addHandler(self)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self._stream is None or self._executor.in_execution():
-            return
-        try:
-            self._stream.write(self.format(record) + "\n")
-            self._stream.flush()
-        except Exception:
-            self.handleError(record)
-
-    def remove(self) -> None:
-        logging.getLogger("flash").removeHandler(self)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and route_path(scope) == EXECUTE_PATH:
+            await self._worker.execute(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def create_app(
@@ -285,15 +296,18 @@ def create_app(
     )
     app.state.flash_worker = worker
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Refusal, _refused)
     app.add_exception_handler(WorkerSaturated, _saturated)
     app.add_api_route(PING_PATH, worker.ping, methods=["GET"], summary="Health check")
-    app.add_api_route(EXECUTE_PATH, worker.execute, methods=["POST"], summary="Run one FunctionRequest")
+    summary = "Run one FunctionRequest"
+    app.add_api_route(EXECUTE_PATH, _served_before_routing, methods=["POST"], summary=summary)
     app.add_api_route(
         STREAM_PATH,
         worker.execute_stream,
         methods=["POST"],
         summary="Run one FunctionRequest, streaming its log lines as NDJSON",
     )
+    app.add_middleware(_ExecuteRoute, worker=worker)  # inside the guard: added before it
     app.add_middleware(
         RequestGuard,
         api_keys=settings.api_keys,
@@ -315,9 +329,40 @@ def drain(app: FastAPI, grace_s: float) -> int:
     return worker.drain(grace_s)
 
 
-async def _saturated(_request: Request, exc: Exception) -> Response:
+async def _served_before_routing() -> None:
+    """``POST /execute`` in the API schema; :class:`_ExecuteRoute` answers it before routing."""
+    msg = "POST /execute is answered by _ExecuteRoute, in front of FastAPI's router"
+    raise RuntimeError(msg)
+
+
+def _response_json(response: FunctionResponse, enveloped: bool) -> bytes:
+    """The body answering ``response``: its JSON, or ``{"output": ...}`` around it for an envelope."""
+    try:
+        body = response.model_dump_json().encode()
+    except PydanticSerializationError:  # a lone surrogate (from an undecodable file name, say)
+        fields = response.model_dump(mode="json")
+        return json_bytes({"output": fields} if enveloped else fields)
+    return b'{"output":' + body + b"}" if enveloped else body
+
+
+def _saturation(exc: WorkerSaturated) -> Refusal:
     """``WorkerSaturated`` answers 503 with its message as ``detail``."""
-    return FlashJSONResponse({"detail": str(exc)}, 503)
+    return Refusal(503, str(exc))
+
+
+async def _saturated(request: Request, exc: Exception) -> Response:
+    """FastAPI's handler of ``WorkerSaturated`` (``/execute/stream``): see :func:`_saturation`."""
+    if not isinstance(exc, WorkerSaturated):  # registered for this type only
+        raise exc
+    return await _refused(request, _saturation(exc))
+
+
+async def _refused(_request: Request, exc: Exception) -> Response:
+    """FastAPI's handler of a :class:`Refusal` (``/execute/stream``): the same answer as ``/execute``'s."""
+    if not isinstance(exc, Refusal):  # registered for this type only
+        raise exc
+    headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in exc.headers}
+    return FlashJSONResponse({"detail": exc.detail}, exc.status, headers=headers)
 
 
 def _without_framework_telemetry() -> dict[str, Any]:

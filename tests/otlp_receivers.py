@@ -77,11 +77,13 @@ class Received:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self.requests: dict[str, list[Any]] = {"traces": [], "logs": [], "metrics": []}
+        self.headers: dict[str, list[dict[str, str]]] = {"traces": [], "logs": [], "metrics": []}
 
-    def add(self, signal: str, request: Any) -> None:
-        """Keep one decoded export request."""
+    def add(self, signal: str, request: Any, headers: dict[str, str] | None = None) -> None:
+        """Keep one decoded export request and the headers (gRPC metadata) it came with."""
         with self._changed:
             self.requests[signal].append(request)
+            self.headers[signal].append(headers or {})
             self._changed.notify_all()
 
     def wait_for(self, condition: Callable[[Received], bool], timeout_s: float = 20.0) -> bool:
@@ -194,7 +196,7 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         self._receiver = receiver
 
     def Export(self, request: Any, context: grpc.ServicerContext) -> Any:  # gRPC name
-        self._receiver.received.add("traces", request)
+        self._receiver.received.add("traces", request, _metadata(context))
         self._receiver.wait_before_answering()
         return trace_service_pb2.ExportTraceServiceResponse()
 
@@ -204,7 +206,7 @@ class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
         self._receiver = receiver
 
     def Export(self, request: Any, context: grpc.ServicerContext) -> Any:  # gRPC name
-        self._receiver.received.add("logs", request)
+        self._receiver.received.add("logs", request, _metadata(context))
         self._receiver.wait_before_answering()
         return logs_service_pb2.ExportLogsServiceResponse()
 
@@ -214,7 +216,7 @@ class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
         self._receiver = receiver
 
     def Export(self, request: Any, context: grpc.ServicerContext) -> Any:  # gRPC name
-        self._receiver.received.add("metrics", request)
+        self._receiver.received.add("metrics", request, _metadata(context))
         self._receiver.wait_before_answering()
         return metrics_service_pb2.ExportMetricsServiceResponse()
 
@@ -280,7 +282,9 @@ class HttpReceiver(_Receiver):
                 signal, request_type, response_type = route
                 request = request_type()
                 request.ParseFromString(_decompress(body, self.headers.get("Content-Encoding", "")))
-                receiver.received.add(signal, request)
+                receiver.received.add(
+                    signal, request, {key.lower(): value for key, value in self.headers.items()}
+                )
                 receiver.wait_before_answering()
                 payload = response_type().SerializeToString()
                 self.send_response(200)
@@ -350,6 +354,10 @@ def refused_endpoint() -> str:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
+    return {key: value for key, value in context.invocation_metadata() if isinstance(value, str)}
 
 
 def _decompress(body: bytes, encoding: str) -> bytes:

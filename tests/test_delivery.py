@@ -6,12 +6,19 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from opentelemetry.context import Context, set_value
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    InMemoryLogRecordExporter,
+    LogRecordExporter,
+    LogRecordExportResult,
+)
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
 from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.export_settings import BatchSettings, ExportSettings
-from otel_flash.telemetry.delivery import DeliveryLedger
+from otel_flash.telemetry.delivery import BoundedLogRecordProcessor, DeliveryLedger
 from tests.otlp_receivers import GrpcReceiver
 from tests.requests import function_request
 
@@ -119,3 +126,20 @@ def test_drops_in_a_processor_the_user_passes_in_reach_stderr(internal_reports: 
     assert response.success
     assert any(message.startswith("Queue full, dropping") for message in internal_reports)
     assert "Queue full" not in (response.stdout or "")
+
+
+def test_a_queued_log_record_keeps_its_ids_but_not_its_context() -> None:
+    """What is exported carries the span's ids; the execution's context is not held by the queue."""
+    exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]  # SDK lacks annotation
+    processor = BoundedLogRecordProcessor(exporter, BatchSettings(), DeliveryLedger("log records", "memory"))
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(processor)
+    span = NonRecordingSpan(SpanContext(7, 9, False, TraceFlags(TraceFlags.SAMPLED)))
+    context = set_value("large", "x" * 1000, set_span_in_context(span))
+    provider.get_logger("test").emit(body="a line", context=context)
+    provider.force_flush()
+    (record,) = exporter.get_finished_logs()
+    assert (record.log_record.trace_id, record.log_record.span_id, record.log_record.body) == (7, 9, "a line")
+    assert record.log_record.context == Context()
+    assert record.resource == provider.resource
+    provider.shutdown()

@@ -137,6 +137,32 @@ def test_application_json_with_a_charset_is_run(client: httpx.Client) -> None:
     assert response.json()["json_result"] == "Hello, cs!"
 
 
+def test_a_worker_mounted_under_a_prefix_keeps_its_checks(executor: RemoteExecutor, tmp_path: Path) -> None:
+    """Mounted at /worker in an app of the user's, /worker/execute refuses non-JSON bodies and runs JSON."""
+    import json
+    from collections.abc import AsyncIterator
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+
+    worker = create_app(executor)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with worker.router.lifespan_context(worker):  # an injected executor: ready once started
+            yield
+
+    parent = FastAPI(lifespan=lifespan)
+    parent.mount("/worker", worker)
+    marker = tmp_path / "ran"
+    body = json.dumps(function_request(TOUCH, "touch", str(marker)))
+    with serving(parent, ready=False) as url, httpx.Client(base_url=f"{url}/worker", timeout=60) as client:
+        refused = client.post("/execute", content=body, headers={"content-type": "text/plain"})
+        served = client.post("/execute", json=function_request(HELLO, "hello", "mounted"))
+    assert refused.status_code == 415 and not marker.exists()
+    assert served.json()["json_result"] == "Hello, mounted!"
+
+
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "10.0.0.5", "127.0.0.1.evil.example"])
 def test_a_foreign_host_on_a_loopback_bind_is_421(client: httpx.Client, host: str, tmp_path: Path) -> None:
     """DNS rebinding: a Host that is not a loopback name is refused, on every route."""

@@ -6,11 +6,15 @@ from importlib import metadata
 
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    InMemoryLogRecordExporter,
+    SimpleLogRecordProcessor,
+)
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, AlwaysOnExemplarFilter, MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_flash.telemetry import sdk
@@ -91,3 +95,16 @@ def test_enable_undoes_otel_sdk_disabled(monkeypatch: pytest.MonkeyPatch) -> Non
     assert not silenced.get_tracer("t").start_span("s").get_span_context().is_valid
     enabled = sdk.enable(sdk.new_tracer_provider(Resource.get_empty()))
     assert enabled.get_tracer("t").start_span("s").get_span_context().is_valid
+
+
+def test_the_batch_processors_queue_is_reached_below_on_end_and_on_emit() -> None:
+    """``batch_queue`` finds the shared batch processor's ``emit`` of both SDK batch processors."""
+    span_processor = BatchSpanProcessor(InMemorySpanExporter())
+    log_processor = BatchLogRecordProcessor(InMemoryLogRecordExporter())  # type: ignore[no-untyped-call]  # SDK lacks annotation
+    try:
+        assert sdk.batch_queue(span_processor) is not None
+        assert sdk.batch_queue(log_processor) is not None
+    finally:
+        span_processor.shutdown()  # type: ignore[no-untyped-call]  # SDK lacks annotation
+        log_processor.shutdown()  # type: ignore[no-untyped-call]  # SDK lacks annotation
+    assert sdk.batch_queue(SimpleSpanProcessor(InMemorySpanExporter())) is None

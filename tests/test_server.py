@@ -503,3 +503,19 @@ def test_a_request_runpod_flash_accepts_is_answered_200(client: httpx.Client, ro
     answer = last["output"] if route == "/execute" else last["response"]
     assert answer["success"] is False
     assert "'function_code' is required for execution_type 'function'" in answer["error"]
+
+
+def test_execute_answers_other_methods_405(client: httpx.Client) -> None:
+    """GET /execute is 405 naming POST, with a JSON detail like every other refusal."""
+    response = client.get("/execute")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json() == {"detail": "Method Not Allowed"}
+
+
+def test_the_api_schema_lists_every_route() -> None:
+    """With http_docs, /openapi.json documents /execute, /execute/stream and /ping."""
+    with serving(create_app(config=FlashConfig(http_docs=True))) as url:
+        schema = httpx.get(f"{url}/openapi.json").json()
+    assert {"/execute", "/execute/stream", "/ping"} <= set(schema["paths"])
+    assert schema["paths"]["/execute"]["post"]["summary"] == "Run one FunctionRequest"

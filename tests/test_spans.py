@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -12,8 +13,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.export_settings import BatchSettings, ExportSettings
 from otel_flash.telemetry.providers import build_providers
-from otel_flash.telemetry.spans import light_processors
-from tests.otlp_receivers import GrpcReceiver
+from otel_flash.telemetry.spans import LightTracer, light_processors
+from tests.otlp_receivers import GrpcReceiver, refused_endpoint
 from tests.requests import function_request
 
 FAILING = """
@@ -92,3 +93,24 @@ def test_light_dependency_span_carries_the_installer_facts() -> None:
     ]
     assert hits == [{"flash.dependencies.kind": "python", "flash.dependencies.installer": installer}]
     meter_provider.shutdown()
+
+
+def test_an_executions_spans_reach_the_export_queue_together_when_its_root_ends() -> None:
+    """Children that end before their root wait for it: the queue takes the whole execution at once."""
+    telemetry = build_providers(FlashConfig().replace(export=_export(refused_endpoint())))
+    provider = telemetry.tracer_provider
+    processors = light_processors(provider)
+    assert isinstance(provider, TracerProvider) and processors
+    tracer = LightTracer(provider, processors)
+    root = tracer.start_span("flash.execute")
+    inner = trace.set_span_in_context(root)
+    for name in ("flash.function.load", "flash.function.call"):
+        tracer.start_span(name, inner).end()
+    ledger = processors[0].ledger
+    assert ledger.accepted == 0
+    root.end()
+    assert ledger.accepted == 3
+    late = tracer.start_span("flash.result.serialize", inner)  # after its root: on its own
+    late.end()
+    assert ledger.accepted == 4
+    telemetry.shutdown()

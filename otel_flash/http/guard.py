@@ -19,17 +19,17 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
-import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
-from typing import Any
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-JSON_MEDIA_TYPE = "application/json"
+from otel_flash.http.asgi import (
+    JSON_MEDIA_TYPE,
+    ASGIApp,
+    Receive,
+    Refusal,
+    Scope,
+    Send,
+    request_headers,
+    route_path,
+)
 
 
 @functools.lru_cache(maxsize=256)  # a worker sees few distinct names; parsing each costs microseconds
@@ -49,26 +49,6 @@ def host_name(header: str) -> str:
     if header.startswith("["):
         return header[: header.find("]") + 1] if "]" in header else header
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """An answer given instead of the route's: a status, a message, extra headers."""
-
-    status: int
-    detail: str
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-
-    async def send(self, send: Send) -> None:
-        """Send the refusal as a JSON ``{"detail": ...}`` response."""
-        body = json.dumps({"detail": self.detail}).encode()
-        headers = [
-            (b"content-type", JSON_MEDIA_TYPE.encode()),
-            (b"content-length", str(len(body)).encode()),
-            *self.headers,
-        ]
-        await send({"type": "http.response.start", "status": self.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
 
 
 class RequestGuard:
@@ -107,7 +87,7 @@ class RequestGuard:
 
     def refusal(self, scope: Scope) -> Refusal | None:
         """Why this request is refused, or None to let it through."""
-        headers = _headers(scope)
+        headers = request_headers(scope)
         return (
             _foreign_host(scope, headers)
             or self._unauthorised(scope, headers)
@@ -115,7 +95,7 @@ class RequestGuard:
         )
 
     def _unauthorised(self, scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
-        if scope["path"] in self._open_paths:
+        if route_path(scope) in self._open_paths:
             return None
         if not self._keys:
             if self._allow_unauthenticated or _on_loopback(scope):
@@ -131,7 +111,7 @@ class RequestGuard:
         return Refusal(401, "an API key is required: Authorization: Bearer <key>", _CHALLENGE)
 
     def _not_json(self, scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
-        if scope["method"] != "POST" or scope["path"] not in self._json_paths:
+        if scope["method"] != "POST" or route_path(scope) not in self._json_paths:
             return None
         media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
         if media_type == JSON_MEDIA_TYPE.encode():
@@ -141,14 +121,6 @@ class RequestGuard:
 
 
 _CHALLENGE = ((b"www-authenticate", b"Bearer"),)
-
-
-def _headers(scope: Scope) -> dict[bytes, bytes]:
-    """The request headers by lowercase name; the first value of a repeated header wins."""
-    found: dict[bytes, bytes] = {}
-    for name, value in scope["headers"]:
-        found.setdefault(name.lower(), value)
-    return found
 
 
 def _known(token: bytes, keys: tuple[bytes, ...]) -> bool:

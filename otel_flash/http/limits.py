@@ -43,9 +43,17 @@ def header_deadline_protocol(
 
 
 class _HeaderDeadline(asyncio.Protocol):
-    """Mixed in before uvicorn's protocol: arms a deadline whenever the next request's headers are due."""
+    """Mixed in before uvicorn's protocol: a deadline whenever the next request's headers are due.
+
+    A connection holds at most one timer: each response only moves the deadline, and the
+    timer, when it fires, closes the connection (no request started since the deadline was
+    set, and it has passed) or waits on for the moved deadline.
+    """
 
     header_timeout_s = 10.0
+    _timer: asyncio.TimerHandle | None = None
+    _due = 0.0
+    _cycle_when_armed: object = None
     # uvicorn's protocol sets these
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
@@ -59,10 +67,24 @@ class _HeaderDeadline(asyncio.Protocol):
         super().on_response_complete()  # type: ignore[misc]  # defined by uvicorn's protocol classes
         self._arm()
 
-    def _arm(self) -> None:
-        self.loop.call_later(self.header_timeout_s, self._deadline, self.cycle)
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        super().connection_lost(exc)
 
-    def _deadline(self, cycle_when_armed: object) -> None:
-        """No new request started since the deadline was armed: close the connection."""
-        if self.cycle is cycle_when_armed and not self.transport.is_closing():
+    def _arm(self) -> None:
+        self._due = self.loop.time() + self.header_timeout_s
+        self._cycle_when_armed = self.cycle
+        if self._timer is None:
+            self._timer = self.loop.call_at(self._due, self._deadline)
+
+    def _deadline(self) -> None:
+        """Close the connection if no new request started by the deadline; else wait for the next one."""
+        self._timer = None
+        if self.transport.is_closing() or self.cycle is not self._cycle_when_armed:
+            return  # closed, or a request is running: its response arms the deadline again
+        if self.loop.time() < self._due:
+            self._timer = self.loop.call_at(self._due, self._deadline)
+        else:
             self.transport.close()

@@ -120,14 +120,12 @@ class CallRunner:
                 outcome = (None, exc)
             return functools.partial(_answer_threadsafe, loop, answer, outcome)
 
-        with self._lock:
-            self._answers[answer] = loop
+        self._answers[answer] = loop  # one dict operation is atomic: no lock needed
         try:
             self._pool.submit(job)
             return await answer
         finally:
-            with self._lock:
-                self._answers.pop(answer, None)
+            del self._answers[answer]
 
     def drain(self, grace_s: float) -> int:
         """Refuse new executions, wait up to ``grace_s`` for those running; stop the rest.
@@ -143,7 +141,8 @@ class CallRunner:
             return 0
         left = self.capacity.running
         with self._lock:
-            waits, answers = list(self._waits), list(self._answers.items())
+            waits = list(self._waits)
+        answers = list(self._answers.copy().items())
         for future in waits:
             _fail(future, WorkerShuttingDown(_SHUTTING_DOWN))
         self.capacity.wait_idle(settle)

@@ -12,8 +12,10 @@ starts, and so is every execution once the capacity is closed for shutdown.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import contextvars
-import queue
+import functools
 import threading
 from collections.abc import Callable, Iterable
 
@@ -27,48 +29,135 @@ from otel_flash.semconv import THREADS_ABANDONED_METRIC
 Job = Callable[[], Callable[[], None]]
 
 
-class WorkerPool:
-    """At most ``size`` daemon threads running submitted jobs in order; a job must not raise.
+class _Idle:
+    """The lock an idle thread sleeps on until a job is submitted (or the pool shuts down)."""
 
-    A job returns its hand-over (waking whoever waits for it), called as the thread's
-    last step before it waits for the next job: the woken thread then finds the GIL
-    free instead of waking a second time for it.
+    __slots__ = ("wake",)
+
+    def __init__(self) -> None:
+        self.wake = threading.Lock()
+        self.wake.acquire()
+
+
+class WorkerPool:
+    """At most ``size`` daemon threads running submitted jobs; a job must not raise.
+
+    Jobs wait in one backlog, oldest first, and a thread takes the next one before it
+    goes idle, so under load jobs run on threads already awake. A job submitted wakes
+    the thread that went idle last (its caches are the warmest; a light load keeps
+    running on one thread while the others sleep), else starts a new one while under
+    ``size``, unless a thread woken before has not looked at the backlog yet: one
+    thread wakes at a time, and a woken thread that finds more jobs waiting wakes the
+    next. So a burst wakes only the threads it needs, and every job still starts while
+    fewer than ``size`` run: a job that blocks never holds up another.
+
+    A job returns its hand-over (waking whoever waits for it). A thread running alone
+    calls it after putting itself on the idle stack, so the woken caller finds the GIL
+    free instead of waking a second time for it; with other threads busy, before taking
+    its next job, so a job submitted in answer to the hand-over runs on this thread,
+    already awake, rather than on one woken for it.
     """
 
     def __init__(self, size: int, name: str) -> None:
         self._size = size
         self._name = name
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)
         self._lock = threading.Lock()
+        self._backlog: collections.deque[Job] = collections.deque()
+        self._idle: list[_Idle] = []
         self._threads = 0
+        self._started = 0
+        self._waking = False
+        self._closed = False
 
     def submit(self, job: Job) -> None:
-        """Run ``job`` in an idle thread, a new one while under ``size``, else when one frees up."""
-        self._jobs.put(job)
-        if self._idle.acquire(blocking=False):
-            return
+        """Queue ``job``, waking or starting a thread for it unless one is waking already."""
         with self._lock:
-            if self._threads >= self._size:
-                return
-            self._threads += 1
-            thread = threading.Thread(target=self._work, name=f"{self._name}-{self._threads}", daemon=True)
-        # Started in an empty context: a thread instrumented to inherit the context it was
-        # started in would otherwise hold the first execution's context for its whole life.
-        contextvars.Context().run(thread.start)
+            self._backlog.append(job)
+            wake = self._wake()
+        wake()
 
     def shutdown(self) -> None:
-        """Let every thread end once the jobs queued before now are done."""
+        """Let every thread end once the jobs submitted before now are done."""
         with self._lock:
-            for _ in range(self._threads):
-                self._jobs.put(None)
-            self._threads = 0
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for each in idle:
+            each.wake.release()
+
+    def _wake(self) -> Callable[[], None]:
+        """Called under the lock: how to wake a thread for the backlog (nothing if one is waking)."""
+        if self._waking:
+            return _nothing
+        if self._idle:
+            self._waking = True
+            return self._idle.pop().wake.release
+        if self._threads < self._size:
+            self._waking = True
+            self._threads += 1
+            self._started += 1
+            return functools.partial(self._start, f"{self._name}-{self._started}")
+        return _nothing
+
+    def _start(self, name: str) -> None:
+        """Start a thread counted by :meth:`_wake`; uncount it if it cannot start."""
+        thread = threading.Thread(target=self._work, name=name, daemon=True)
+        try:
+            # Started in an empty context: a thread instrumented to inherit the context it was
+            # started in would otherwise hold the first execution's context for its whole life.
+            contextvars.Context().run(thread.start)
+        except BaseException:  # "can't start new thread": the next submit or woken thread tries again
+            with self._lock:
+                self._threads -= 1
+                self._waking = False
+            raise
 
     def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            hand_over = job()
-            self._idle.release()
-            hand_over()
+        idle = _Idle()
+        hand_over, woken = _nothing, True
+        while True:
+            if self._threads - len(self._idle) > 1:  # others busy (read without the lock: a hint)
+                hand_over()
+                job, wake = self._next(idle, woken)
+            else:
+                job, wake = self._next(idle, woken)
+                hand_over()
+            if wake is not _nothing:
+                with contextlib.suppress(RuntimeError):  # "can't start new thread": the rest wait for us
+                    wake()
+            if job is None:
+                return
+            if job is _REST:
+                idle.wake.acquire()
+                hand_over, woken = _nothing, True
+            else:
+                hand_over, woken = job(), False
+
+    def _next(self, idle: _Idle, woken: bool) -> tuple[Job | None, Callable[[], None]]:
+        """The oldest waiting job (and whom to wake for the rest, if this thread was woken for it);
+        else ``_REST`` with ``idle`` on the idle stack; None once shut down."""
+        with self._lock:
+            if woken:
+                self._waking = False
+            if self._backlog:
+                job = self._backlog.popleft()
+                return job, self._wake() if woken and self._backlog else _nothing
+            if self._closed:
+                self._threads -= 1
+                return None, _nothing
+            self._idle.append(idle)
+            return _REST, _nothing
+
+
+def _nothing() -> None:
+    """No hand-over, no thread to wake."""
+
+
+def _rest() -> Callable[[], None]:
+    """Not a job: the thread sleeps until it is woken."""
+    return _nothing
+
+
+_REST: Job = _rest
 
 
 class ThreadTicket:

@@ -9,7 +9,9 @@ share), ``spans`` (the light execution spans),
 observes an execution's spans and records), ``propagation`` (W3C context in and out),
 ``threads`` (the context carried into user threads), ``tree`` (spans as a tree),
 ``faas`` (the FaaS conventions and the worker's start-up span), ``sdk`` (the SDK
-internals otel_flash relies on, in one place).
+internals otel_flash relies on, in one place), ``otlp_encoding`` (spans and log records
+written as OTLP protobuf bytes), ``otlp_exporters`` (the SDK's OTLP exporters sending them),
+``span_data`` (a span's exported fields in one tuple).
 """
 
 from otel_flash.telemetry.faas import (

@@ -11,6 +11,7 @@ never reached because the queue bound is enforced here first.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,11 +25,13 @@ from opentelemetry.sdk._logs.export import (
     LogRecordExportResult,
 )
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from otel_flash._internal import internal_logger
 from otel_flash.export_settings import BatchSettings
+from otel_flash.telemetry.sdk import batch_queue
 from otel_flash.telemetry.wrapping import WrappingExporter, WrappingMetricExporter
 
 
@@ -231,6 +234,7 @@ class BoundedSpanProcessor(SpanProcessor):
             max_export_batch_size=batch.max_export_batch_size,
             export_timeout_millis=batch.export_timeout_ms,
         )
+        self._queue = batch_queue(self._batch)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Nothing to do when a span starts."""
@@ -245,8 +249,9 @@ class BoundedSpanProcessor(SpanProcessor):
     def on_end_many(self, spans: Sequence[ReadableSpan]) -> None:
         """Queue several sampled spans at once (an execution's, see :mod:`otel_flash.telemetry.spans`)."""
         taken = self.ledger.accept_many(len(spans), self._limit)
+        queue = self._queue or self._batch.on_end
         for span in spans[:taken]:
-            self._batch.on_end(span)
+            queue(span)
 
     def shutdown(self) -> None:
         """Export what is queued and stop (may wait on the exporter; bound it from outside)."""
@@ -270,11 +275,15 @@ class BoundedLogRecordProcessor(LogRecordProcessor):
             export_timeout_millis=batch.export_timeout_ms,
             max_queue_size=batch.max_queue_size,
         )
+        self._queue = batch_queue(self._batch)
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         """Queue the record unless the queue is full."""
         if self.ledger.accept(self._limit):
-            self._batch.on_emit(log_record)
+            if self._queue is not None:
+                self._queue(_readable(log_record))
+            else:
+                self._batch.on_emit(log_record)
 
     def shutdown(self) -> None:
         """Export what is queued and stop (may wait on the exporter; bound it from outside)."""
@@ -283,3 +292,16 @@ class BoundedLogRecordProcessor(LogRecordProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Export what is queued now."""
         return self._batch.force_flush(timeout_millis)
+
+
+def _readable(record: ReadWriteLogRecord) -> ReadableLogRecord:
+    """What ``BatchLogRecordProcessor.on_emit`` queues: a copy without the record's context."""
+    log = record.log_record
+    if hasattr(log, "__dict__"):
+        copied = object.__new__(type(log))
+        copied.__dict__.update(vars(log))  # as copy.copy, without its generic protocol
+    else:
+        copied = copy.copy(log)
+    copied.context = Context()  # the execution's context (and what it holds) is not kept alive
+    resource = record.resource if record.resource is not None else Resource.create({})
+    return ReadableLogRecord(copied, resource, record.instrumentation_scope, record.limits)

@@ -112,21 +112,23 @@ def build_metric_exporter(target: SignalExport, console: TextIO) -> MetricExport
     return exporter
 
 
-# module (under opentelemetry.exporter.otlp.proto) and class of each OTLP exporter; imported on use only
+_STOCK = "opentelemetry.exporter.otlp.proto"
+_OURS = "otel_flash.telemetry.otlp_exporters"  # the stock transports sending our encoding
+# module and class of each OTLP exporter; imported on use only
 _OTLP_CLASSES: dict[tuple[Signal, str], tuple[str, str]] = {
-    ("traces", "grpc"): ("grpc.trace_exporter", "OTLPSpanExporter"),
-    ("logs", "grpc"): ("grpc._log_exporter", "OTLPLogExporter"),
-    ("metrics", "grpc"): ("grpc.metric_exporter", "OTLPMetricExporter"),
-    ("traces", "http/protobuf"): ("http.trace_exporter", "OTLPSpanExporter"),
-    ("logs", "http/protobuf"): ("http._log_exporter", "OTLPLogExporter"),
-    ("metrics", "http/protobuf"): ("http.metric_exporter", "OTLPMetricExporter"),
+    ("traces", "grpc"): (_OURS, "GrpcSpanExporter"),
+    ("logs", "grpc"): (_OURS, "GrpcLogRecordExporter"),
+    ("metrics", "grpc"): (f"{_STOCK}.grpc.metric_exporter", "OTLPMetricExporter"),
+    ("traces", "http/protobuf"): (_OURS, "HttpSpanExporter"),
+    ("logs", "http/protobuf"): (_OURS, "HttpLogRecordExporter"),
+    ("metrics", "http/protobuf"): (f"{_STOCK}.http.metric_exporter", "OTLPMetricExporter"),
 }
 
 
 def _otlp_exporter(target: SignalExport, signal: Signal) -> Any:
     """The OTLP exporter of ``signal`` over ``target``'s protocol, every setting passed explicitly."""
     module, name = _OTLP_CLASSES[(signal, target.protocol)]
-    exporter_class = getattr(importlib.import_module(f"opentelemetry.exporter.otlp.proto.{module}"), name)
+    exporter_class = getattr(importlib.import_module(module), name)
     url = target.url(signal)
     common = {"headers": dict(target.headers), "timeout": target.timeout_s}
     if target.protocol == "grpc":

@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status
 
 from otel_flash.redaction import Redactor
+from otel_flash.telemetry.span_data import span_data
 from otel_flash.telemetry.wrapping import WrappingExporter
 
 _PLAIN = frozenset({bool, int, float, type(None)})
@@ -75,11 +76,14 @@ def redact_span(span: ReadableSpan, redact: Redactor) -> ReadableSpan:
 
 def _span_texts(span: ReadableSpan) -> list[str] | None:
     """Every string of ``span`` when all its values are plain (no bytes, maps or nesting), else None."""
-    events, links = span.events, span.links  # each access builds a tuple
-    texts = [span.name, *(event.name for event in events)]
-    if span.status.description:
-        texts.append(span.status.description)
-    maps = [span.attributes, *(event.attributes for event in events), *(link.attributes for link in links)]
+    data = span_data(span)  # in one tuple (the properties build tuples and proxies)
+    texts, maps = [data.name], [data.attributes]
+    for event in data.events:  # loops, not generators: most spans have no events and no links
+        texts.append(event.name)
+        maps.append(event.attributes)
+    maps += [link.attributes for link in data.links]
+    if data.status.description:
+        texts.append(data.status.description)
     for attributes in maps:
         if attributes and not _plain_texts(_values(attributes), texts):
             return None

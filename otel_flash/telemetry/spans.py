@@ -29,9 +29,9 @@ from opentelemetry.util import types
 
 from otel_flash.telemetry.delivery import BoundedSpanProcessor
 from otel_flash.telemetry.sdk import span_processors
+from otel_flash.telemetry.span_data import UNSET, EncodableSpan, SpanData
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_UNSET = Status(StatusCode.UNSET)
 
 
 def light_processors(provider: trace.TracerProvider) -> tuple[BoundedSpanProcessor, ...]:
@@ -67,15 +67,21 @@ class LightTracer(trace.Tracer):
     ) -> trace.Span:
         """A span; a child of the current (or ``context``'s) span, in its trace."""
         parent = trace.get_current_span(context)
-        parent_context = parent.get_span_context()
-        if parent_context.is_valid and not parent_context.trace_flags.sampled:
-            return trace.NonRecordingSpan(parent_context)  # the default sampler drops it, so do we
-        trace_id = parent_context.trace_id if parent_context.is_valid else random.getrandbits(128) or 1
-        own = SpanContext(trace_id, random.getrandbits(64) or 1, is_remote=False, trace_flags=_SAMPLED)
-        root = parent._root if isinstance(parent, LightSpan) and parent._root is not None else None
-        return LightSpan(
-            self, name, own, parent_context if parent_context.is_valid else None, kind, attributes, root
-        )
+        if type(parent) is LightSpan:  # an execution's phase: its root's trace, sampled
+            parent_context: SpanContext | None = parent._context
+            trace_id = parent._context.trace_id
+            root = parent._root or parent
+        else:
+            parent_context = parent.get_span_context()
+            if not parent_context.is_valid:
+                parent_context, trace_id = None, random.getrandbits(128) or 1
+            elif not parent_context.trace_flags.sampled:
+                return trace.NonRecordingSpan(parent_context)  # the default sampler drops it, so do we
+            else:
+                trace_id = parent_context.trace_id
+            root = None
+        own = SpanContext(trace_id, random.getrandbits(64) or 1, False, _SAMPLED)
+        return LightSpan(self, name, own, parent_context, kind, attributes, root)
 
     def start_as_current_span(self, *args: Any, **kwargs: Any) -> Iterator[trace.Span]:  # type: ignore[override]  # unused
         """Not used by the executor; phases attach their spans themselves."""
@@ -123,7 +129,7 @@ class LightSpan(trace.Span):
         self._kind = kind
         self._attributes: dict[str, Any] = dict(attributes) if attributes else {}
         self._events: list[Event] = []
-        self._status = _UNSET
+        self._status = UNSET
         self._start = time.time_ns()
         self._end: int | None = None
         self._root = root
@@ -202,18 +208,20 @@ class LightSpan(trace.Span):
             self._tracer.export([self])  # ended after its root (an abandoned call): on its own
 
     def readable(self) -> ReadableSpan:
-        """The SDK span the exporters take."""
-        return ReadableSpan(
-            name=self._name,
-            context=self._context,
-            parent=self._parent,
-            resource=self._tracer.resource,
-            attributes=self._attributes,
-            events=self._events,
-            links=(),
-            kind=self._kind,
-            status=self._status,
-            start_time=self._start,
-            end_time=self._end,
-            instrumentation_scope=self._tracer.scope,
+        """The SDK span the exporters take (our OTLP encoder reads its data in one tuple)."""
+        tracer = self._tracer
+        return EncodableSpan(
+            SpanData(
+                self._context,
+                self._parent,
+                self._name,
+                self._kind,
+                self._start,
+                self._end,
+                self._attributes,
+                self._events,
+                self._status,
+                tracer.resource,
+                tracer.scope,
+            )
         )
