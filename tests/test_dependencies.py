@@ -423,13 +423,14 @@ def test_timeout_kills_the_installers_process_group(telemetry: TelemetryCapture,
     """A hung build under pip dies with pip (whole group), is reaped, keeps its output, says timed out."""
     pid_file = tmp_path / "backend.pid"
     build_hanging_sdist(tmp_path / "dists", "flashdemo-hang", pid_file)
-    settings = _offline(tmp_path / "dists", tmp_path / "t", "pip", install_timeout_s=5.0)
+    # 15 s: on two loaded cores pip may take several seconds to reach the build backend
+    settings = _offline(tmp_path / "dists", tmp_path / "t", "pip", install_timeout_s=15.0)
     with _executor(telemetry, **settings) as executor:
         response = executor.execute_sync(_use("json", "flashdemo-hang"))
     assert not response.success
     assert response.error is not None
     assert response.error.startswith(
-        "installing flashdemo-hang with pip timed out after 5 s; its process group was killed (exit code -9)"
+        "installing flashdemo-hang with pip timed out after 15 s; its process group was killed (exit code -9)"
     )
     assert any(
         "Processing" in line and "flashdemo_hang-1.0.tar.gz" in line for line in _messages(response.stdout)
