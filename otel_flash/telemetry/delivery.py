@@ -316,4 +316,13 @@ def _readable(record: ReadWriteLogRecord) -> ReadableLogRecord:
         copied = copy.copy(log)
     copied.context = Context()  # the execution's context (and what it holds) is not kept alive
     resource = record.resource if record.resource is not None else Resource.create({})
-    return ReadableLogRecord(copied, resource, record.instrumentation_scope, record.limits)
+    readable = object.__new__(
+        ReadableLogRecord
+    )  # its fields set at once (a frozen dataclass sets each in turn)
+    readable.__dict__.update(
+        log_record=copied,
+        resource=resource,
+        instrumentation_scope=record.instrumentation_scope,
+        limits=record.limits,
+    )
+    return readable
