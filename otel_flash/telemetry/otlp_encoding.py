@@ -49,6 +49,8 @@ _KEPT_INT = 1 << 16  # integer attribute values kept encoded: from -_KEPT_INT to
 
 # Span.flags: the parent's (or link's) is_remote is known, and whether it is remote.
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
+_LOCAL_PARENT = _FLAGS.pack(0x85, 0x01, _HAS_IS_REMOTE)
+_REMOTE_PARENT = _FLAGS.pack(0x85, 0x01, _HAS_IS_REMOTE | _IS_REMOTE)
 
 
 def _varint(value: int) -> bytes:
@@ -301,7 +303,7 @@ class SpanEncoder:
         if name:
             parts.append(self._names.get(name) or self._name(name))
         parts.append(_SPAN_KINDS[kind.value])
-        parts.append(_times(0x39, start, 0x41, end))
+        parts.append(_TIMES.pack(0x39, start, 0x41, end) if start and end else _times(0x39, start, 0x41, end))
         parts += self._attributes.fields(b"\x4a", attributes)
         if span.dropped_attributes:
             parts.append(b"\x50" + _varint(span.dropped_attributes))
@@ -314,8 +316,7 @@ class SpanEncoder:
         if span.dropped_links:
             parts.append(b"\x70" + _varint(span.dropped_links))
         parts.append(_UNSET_STATUS if status is UNSET else _field(b"\x7a", _status(status)))
-        remote = _IS_REMOTE if parent is not None and parent.is_remote else 0
-        parts.append(_FLAGS.pack(0x85, 0x01, _HAS_IS_REMOTE | remote))
+        parts.append(_REMOTE_PARENT if parent is not None and parent.is_remote else _LOCAL_PARENT)
         return b"".join(parts)
 
     def _event(self, event: Any) -> bytes:

@@ -92,6 +92,8 @@ def _span_texts(span: ReadableSpan) -> list[str] | None:
 
 def _values(attributes: Mapping[str, object]) -> Iterable[object]:
     """The values of an attribute map; through a plain dict copy (the SDK's maps are slow to walk)."""
+    if type(attributes) is dict:  # a light span's own: walked as it is
+        return attributes.values()
     copy = getattr(attributes, "copy", None)
     copied = copy() if copy is not None else None
     return (copied if isinstance(copied, dict) else dict(attributes)).values()
