@@ -183,10 +183,9 @@ class _Attributes:
         size = len(body)
         encoded = tag + (_BYTES[size] if size < 0x80 else _varint(size)) + body
         if keep is not None:
-            if self._kept >= _CACHE_LIMIT:
+            if self._kept >= _CACHE_LIMIT:  # start over (the caller's per-tag maps are dropped with them)
                 self._kept = 0
-                for kept in (*self._pairs.values(), *self._ints.values()):
-                    kept.clear()
+                self._pairs, self._ints = {}, {}
             self._kept += 1
             keep[(key, value)] = encoded
         return encoded
