@@ -159,8 +159,9 @@ class LightSpan(trace.Span):
     def add_event(self, name: str, attributes: types.Attributes = None, timestamp: int | None = None) -> None:
         """Add an event (now, unless ``timestamp``)."""
         if self._end is None:
-            event = Event(name, attributes, timestamp or time.time_ns())
-            self._events = [*self._events, event]
+            if not isinstance(self._events, list):
+                self._events = []
+            self._events.append(Event(name, attributes, timestamp or time.time_ns()))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         """Links are not recorded on execution spans."""
