@@ -157,9 +157,7 @@ class _Worker:
             if not executor.wait_ready():
                 _log.warning("the executor is not warm yet; the first request waits for it")
         if self._own_process:
-            # What is alive now (modules, the app, the executor) lives as long as the process:
-            # frozen, it is not walked again by every full collection, which export queues
-            # (items surviving young collections) otherwise trigger every few hundred requests.
+            # lives as long as the process: not walked by the full collections export queues trigger
             gc.collect()
             gc.freeze()
         return executor

@@ -131,12 +131,8 @@ def _key_value(key: str, value: Any) -> bytes:
 
 
 class _Attributes:
-    """Encodes attribute maps as repeated ``KeyValue`` fields.
-
-    Keeps the encoding of each key, and of each short text, boolean or small integer
-    attribute whole, its field tag included (most attributes repeat: ``faas.trigger=other``,
-    ``http.response.status_code=200``, ``log.iostream=stdout``).
-    """
+    """Encodes attribute maps as repeated ``KeyValue`` fields, keeping the encoding of each key and,
+    field tag included, of each short text, boolean or small integer attribute (most repeat)."""
 
     def __init__(self) -> None:
         self._keys: dict[str, bytes] = {}
