@@ -229,7 +229,7 @@ def _serve(host: str, port: int, overrides: dict[str, Any]) -> int:
     # The worker owns its process: its providers become the global ones, so spans that user
     # code starts with the plain OTel API (trace.get_tracer) join the executions' traces.
     telemetry = configure_telemetry(config)
-    app = create_app(config=config, console_log=True)
+    app = create_app(config=config, console_log=True, own_process=True)
     # uvicorn re-raises the stopping signal once it has shut down gracefully; with these
     # no-op handlers in place that ends here, so a graceful stop exits 0.
     previous = {sig: signal.signal(sig, _ignore_signal) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -37,6 +37,7 @@ FastAPI's own request tracing is switched off for this app.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -98,8 +99,10 @@ class _Worker:
         max_body_bytes: int,
         console_log: bool,
         shutdown_timeout_s: float,
+        own_process: bool = False,
     ) -> None:
         self.config = config
+        self._own_process = own_process
         self.max_body_bytes = max_body_bytes
         self._executor = executor
         self._make_executor = make_executor
@@ -153,6 +156,10 @@ class _Worker:
             executor = self._make_executor(self.config)
             if not executor.wait_ready():
                 _log.warning("the executor is not warm yet; the first request waits for it")
+        if self._own_process:
+            # lives as long as the process: not walked by the full collections export queues trigger
+            gc.collect()
+            gc.freeze()
         return executor
 
     def _became_ready(self) -> None:
@@ -260,6 +267,7 @@ def create_app(
     console_log: bool = False,
     shutdown_timeout_s: float = 30.0,
     make_executor: ExecutorFactory = RemoteExecutor,
+    own_process: bool = False,
 ) -> FastAPI:
     """The worker app, behind its :class:`~otel_flash.http.guard.RequestGuard`.
 
@@ -276,13 +284,15 @@ def create_app(
         shutdown_timeout_s: how long shutdown waits for streamed executions whose
             client went away.
         make_executor: builds the app's own executor from ``config``.
+        own_process: the app is the process's reason to exist (``otel-flash serve``): once its
+            own executor is ready, what is alive is frozen out of garbage collection (``gc.freeze``).
     """
     settings = executor.config if executor is not None else config or FlashConfig.from_env()
     limit = settings.max_request_bytes if max_body_bytes is None else max_body_bytes
     if limit < 1:
         msg = f"max_body_bytes must be at least 1, got {limit!r}"
         raise ConfigError(msg)
-    worker = _Worker(settings, executor, make_executor, limit, console_log, shutdown_timeout_s)
+    worker = _Worker(settings, executor, make_executor, limit, console_log, shutdown_timeout_s, own_process)
     docs = settings.http_docs
     app = FastAPI(
         title="otel-flash worker",

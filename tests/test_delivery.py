@@ -6,8 +6,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+import pytest
 from opentelemetry.context import Context, set_value
-from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs import (
+    LoggerProvider,
+    LogRecordDroppedAttributesWarning,
+    LogRecordLimits,
+    ReadableLogRecord,
+)
 from opentelemetry.sdk._logs.export import (
     BatchLogRecordProcessor,
     InMemoryLogRecordExporter,
@@ -142,4 +148,21 @@ def test_a_queued_log_record_keeps_its_ids_but_not_its_context() -> None:
     assert (record.log_record.trace_id, record.log_record.span_id, record.log_record.body) == (7, 9, "a line")
     assert record.log_record.context == Context()
     assert record.resource == provider.resource
+    provider.shutdown()
+
+
+def test_a_queued_log_record_keeps_its_attributes_and_how_many_were_dropped() -> None:
+    """The exported copy carries the record's attributes, and the count the SDK's bound dropped."""
+    exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]  # SDK lacks annotation
+    processor = BoundedLogRecordProcessor(exporter, BatchSettings(), DeliveryLedger("log records", "memory"))
+    provider = LoggerProvider(shutdown_on_exit=False, log_record_limits=LogRecordLimits(max_attributes=2))
+    provider.add_log_record_processor(processor)
+    logger = provider.get_logger("test")
+    logger.emit(body="fits", attributes={"a": 1, "b": "two"})
+    with pytest.warns(LogRecordDroppedAttributesWarning):
+        logger.emit(body="over", attributes={"a": 1, "b": 2, "c": 3})
+    provider.force_flush()
+    fits, over = exporter.get_finished_logs()
+    assert (dict(fits.log_record.attributes or {}), fits.dropped_attributes) == ({"a": 1, "b": "two"}, 0)
+    assert (len(over.log_record.attributes or {}), over.dropped_attributes) == (2, 1)
     provider.shutdown()

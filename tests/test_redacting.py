@@ -80,6 +80,19 @@ def test_only_what_changes_is_copied_and_redacted() -> None:
     assert dict(span.attributes or {})["key"] == SECRET  # what other processors saw is not changed
 
 
+def test_in_a_batch_only_the_span_with_a_secret_is_redacted() -> None:
+    """The exporter hands on a batch's clean spans as they are, and a copy with *** of the one that leaks."""
+    exporter = InMemorySpanExporter()
+    clean, leaking, other = _span("a", route="/x"), _span("b", key=SECRET), _span("c", n=1)
+    RedactingSpanExporter(exporter, Redactor({SECRET})).export([clean, leaking, other])
+    first, second, third = exporter.get_finished_spans()
+    assert first is clean and third is other
+    assert second is not leaking and dict(second.attributes or {}) == {"key": "***"}
+    RedactingSpanExporter(exporter, Redactor({SECRET})).export([clean, other])
+    fourth, fifth = exporter.get_finished_spans()[3:]
+    assert fourth is clean and fifth is other
+
+
 def test_log_record_values_of_every_shape_are_redacted() -> None:
     """Dict, list, tuple and bytes attribute values of a log record are redacted at export."""
     redact = Redactor({SECRET})

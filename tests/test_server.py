@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import socket
@@ -334,6 +335,20 @@ def test_app_without_executor_creates_and_shuts_down_its_own() -> None:
     assert response.json()["success"] is True
     assert len(during) == len(before) + 1
     assert root.handlers == before
+
+
+def test_an_app_owning_its_process_freezes_what_is_alive_once_ready() -> None:
+    """serve's app (own_process) takes the start-up heap out of garbage collection; other apps do not."""
+    assert gc.get_freeze_count() == 0
+    try:
+        with serving(create_app(config=FlashConfig())):
+            assert gc.get_freeze_count() == 0
+        with serving(create_app(config=FlashConfig(), own_process=True)) as url:
+            response = httpx.post(f"{url}/execute", json=function_request(HELLO, "hello", "own"), timeout=60)
+            assert gc.get_freeze_count() > 0
+        assert response.json()["success"] is True
+    finally:
+        gc.unfreeze()
 
 
 def test_max_body_bytes_must_be_positive() -> None:

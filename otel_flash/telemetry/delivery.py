@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import (
@@ -294,14 +295,25 @@ class BoundedLogRecordProcessor(LogRecordProcessor):
         return self._batch.force_flush(timeout_millis)
 
 
+_NO_CONTEXT = Context()  # what every queued log record holds instead of its execution's context
+
+
 def _readable(record: ReadWriteLogRecord) -> ReadableLogRecord:
-    """What ``BatchLogRecordProcessor.on_emit`` queues: a copy without the record's context."""
+    """What ``BatchLogRecordProcessor.on_emit`` queues: a copy without the record's context.
+
+    Queued records outlive many garbage collections: the copy holds as few tracked objects
+    as it can (one shared empty context; its attributes as a plain dict, which the collector
+    does not track, unless the SDK's bounded map dropped some and must still say how many).
+    """
     log = record.log_record
     if hasattr(log, "__dict__"):
         copied = object.__new__(type(log))
         copied.__dict__.update(vars(log))  # as copy.copy, without its generic protocol
     else:
         copied = copy.copy(log)
-    copied.context = Context()  # the execution's context (and what it holds) is not kept alive
+    copied.context = _NO_CONTEXT  # the execution's context (and what it holds) is not kept alive
+    attributes = copied.attributes
+    if isinstance(attributes, BoundedAttributes) and not attributes.dropped:
+        copied.attributes = attributes.copy()
     resource = record.resource if record.resource is not None else Resource.create({})
     return ReadableLogRecord(copied, resource, record.instrumentation_scope, record.limits)

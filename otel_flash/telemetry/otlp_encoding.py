@@ -45,9 +45,12 @@ _FIXED32 = struct.Struct("<BI")
 _DOUBLE = struct.Struct("<Bd")
 _CACHE_LIMIT = 4096  # distinct keys, attributes, names, resources or scopes kept encoded before starting over
 _KEPT_TEXT = 64  # the longest text attribute value kept encoded
+_KEPT_INT = 1 << 16  # integer attribute values kept encoded: from -_KEPT_INT to _KEPT_INT, exclusive
 
 # Span.flags: the parent's (or link's) is_remote is known, and whether it is remote.
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
+_LOCAL_PARENT = _FLAGS.pack(0x85, 0x01, _HAS_IS_REMOTE)
+_REMOTE_PARENT = _FLAGS.pack(0x85, 0x01, _HAS_IS_REMOTE | _IS_REMOTE)
 
 
 def _varint(value: int) -> bytes:
@@ -128,21 +131,22 @@ def _key_value(key: str, value: Any) -> bytes:
 
 
 class _Attributes:
-    """Encodes attribute maps as repeated ``KeyValue`` fields.
-
-    Keeps the encoding of each key, and of each short text or boolean attribute
-    whole (most attributes repeat: ``faas.trigger=other``, ``log.iostream=stdout``).
-    """
+    """Encodes attribute maps as repeated ``KeyValue`` fields, keeping the encoding of each key and,
+    field tag included, of each short text, boolean or small integer attribute (most repeat)."""
 
     def __init__(self) -> None:
         self._keys: dict[str, bytes] = {}
-        self._pairs: dict[tuple[str, str | bool], bytes] = {}
+        # per tag: (key, value) -> the whole field; integers apart (True == 1 in a dict key)
+        self._pairs: dict[bytes, dict[tuple[str, str | bool], bytes]] = {}
+        self._ints: dict[bytes, dict[tuple[str, int], bytes]] = {}
+        self._kept = 0
 
     def fields(self, tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]:
         """One ``tag`` field per attribute that can be encoded."""
         if not attributes:
             return []
-        pairs = self._pairs
+        pairs = self._pairs.get(tag) or self._pairs.setdefault(tag, {})
+        ints = self._ints.get(tag) or self._ints.setdefault(tag, {})
         out = []
         if type(attributes) is not dict:  # the SDK's maps are slow to walk; their copy is a plain dict
             copy = getattr(attributes, "copy", None)
@@ -152,15 +156,20 @@ class _Attributes:
             if kind is str or kind is bool:
                 encoded = pairs.get((key, value))
                 if encoded is None:
-                    encoded = self._pair(key, value, kind is bool or len(value) <= _KEPT_TEXT)
+                    keep = kind is bool or len(value) <= _KEPT_TEXT
+                    encoded = self._field(tag, key, value, pairs if keep else None)
+            elif kind is int:
+                encoded = ints.get((key, value))
+                if encoded is None:
+                    encoded = self._field(tag, key, value, ints if -_KEPT_INT < value < _KEPT_INT else None)
             else:
-                encoded = self._pair(key, value, False)
+                encoded = self._field(tag, key, value, None)
             if encoded:
-                out.append(tag + encoded)
+                out.append(encoded)
         return out
 
-    def _pair(self, key: str, value: Any, keep: bool) -> bytes:
-        """A ``KeyValue`` with its length, b"" when the stock encoder would leave it out."""
+    def _field(self, tag: bytes, key: str, value: Any, keep: dict[Any, bytes] | None) -> bytes:
+        """A ``tag`` field holding a ``KeyValue``, b"" when the stock encoder would leave it out."""
         try:
             encoded_key = self._keys.get(key) or self._key(key)
             body = encoded_key + _field(b"\x12", _any_value(value))
@@ -168,11 +177,13 @@ class _Attributes:
             internal_logger().warning("telemetry: attribute %s not exported: %s", key, exc)
             return b""
         size = len(body)
-        encoded = (_BYTES[size] if size < 0x80 else _varint(size)) + body
-        if keep:
-            if len(self._pairs) >= _CACHE_LIMIT:
-                self._pairs.clear()
-            self._pairs[(key, value)] = encoded
+        encoded = tag + (_BYTES[size] if size < 0x80 else _varint(size)) + body
+        if keep is not None:
+            if self._kept >= _CACHE_LIMIT:  # start over (the caller's per-tag maps are dropped with them)
+                self._kept = 0
+                self._pairs, self._ints = {}, {}
+            self._kept += 1
+            keep[(key, value)] = encoded
         return encoded
 
     def _key(self, key: str) -> bytes:
@@ -287,7 +298,7 @@ class SpanEncoder:
         if name:
             parts.append(self._names.get(name) or self._name(name))
         parts.append(_SPAN_KINDS[kind.value])
-        parts.append(_times(0x39, start, 0x41, end))
+        parts.append(_TIMES.pack(0x39, start, 0x41, end) if start and end else _times(0x39, start, 0x41, end))
         parts += self._attributes.fields(b"\x4a", attributes)
         if span.dropped_attributes:
             parts.append(b"\x50" + _varint(span.dropped_attributes))
@@ -300,8 +311,7 @@ class SpanEncoder:
         if span.dropped_links:
             parts.append(b"\x70" + _varint(span.dropped_links))
         parts.append(_UNSET_STATUS if status is UNSET else _field(b"\x7a", _status(status)))
-        remote = _IS_REMOTE if parent is not None and parent.is_remote else 0
-        parts.append(_FLAGS.pack(0x85, 0x01, _HAS_IS_REMOTE | remote))
+        parts.append(_REMOTE_PARENT if parent is not None and parent.is_remote else _LOCAL_PARENT)
         return b"".join(parts)
 
     def _event(self, event: Any) -> bytes:

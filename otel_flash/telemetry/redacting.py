@@ -16,9 +16,10 @@ is copied (``benchmarks/bench_redaction.py`` prints the per-span cost).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from copy import copy
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
@@ -31,6 +32,7 @@ from otel_flash.telemetry.span_data import span_data
 from otel_flash.telemetry.wrapping import WrappingExporter
 
 _PLAIN = frozenset({bool, int, float, type(None)})
+_T = TypeVar("_T")
 __all__ = ["RedactingLogRecordExporter", "RedactingSpanExporter", "redact_log_record", "redact_span"]
 
 
@@ -92,6 +94,8 @@ def _span_texts(span: ReadableSpan) -> list[str] | None:
 
 def _values(attributes: Mapping[str, object]) -> Iterable[object]:
     """The values of an attribute map; through a plain dict copy (the SDK's maps are slow to walk)."""
+    if type(attributes) is dict:  # a light span's own: walked as it is
+        return attributes.values()
     copy = getattr(attributes, "copy", None)
     copied = copy() if copy is not None else None
     return (copied if isinstance(copied, dict) else dict(attributes)).values()
@@ -139,11 +143,10 @@ def redact_log_record(record: Any, redact: Redactor) -> Any:
 
     Looked at: the body (a string, bytes, or a list or map of them) and the attributes.
     """
-    log = record.log_record
-    texts: list[str] = []
-    plain = _plain_texts([log.body], texts) and _plain_texts(_values(log.attributes or {}), texts)
-    if plain and redact.finds_nothing(texts):
+    texts = _log_texts(record)
+    if texts is not None and redact.finds_nothing(texts):
         return record
+    log = record.log_record
     body = redact.value(log.body)
     attributes = redact.attributes(log.attributes)
     if body is log.body and attributes is None:
@@ -155,6 +158,33 @@ def redact_log_record(record: Any, redact: Redactor) -> Any:
     return dataclasses.replace(record, log_record=changed)
 
 
+def _log_texts(record: Any) -> list[str] | None:
+    """Every string of ``record`` when its body and attributes are plain, else None."""
+    log = record.log_record
+    texts: list[str] = []
+    plain = _plain_texts([log.body], texts) and _plain_texts(_values(log.attributes or {}), texts)
+    return texts if plain else None
+
+
+def _redact_batch(
+    items: Sequence[_T],
+    texts: Callable[[_T], list[str] | None],
+    redact_one: Callable[[_T], _T],
+    redact: Redactor,
+) -> Sequence[_T]:
+    """``items`` themselves when no text of any needs redacting (one scan for the batch), else redacted."""
+    found: list[str] = []
+    for item in items:
+        item_texts = texts(item)
+        if item_texts is None:
+            break
+        found += item_texts
+    else:
+        if redact.finds_nothing(found):
+            return items
+    return [redact_one(item) for item in items]
+
+
 class RedactingSpanExporter(WrappingExporter[SpanExporter], SpanExporter):
     """Hands ``exporter`` every span redacted by ``redact`` (unchanged spans as they are)."""
 
@@ -164,7 +194,10 @@ class RedactingSpanExporter(WrappingExporter[SpanExporter], SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Redact, then export."""
-        return self.exporter.export([redact_span(span, self._redact) for span in spans])
+        redact = self._redact
+        return self.exporter.export(
+            _redact_batch(spans, _span_texts, partial(redact_span, redact=redact), redact)
+        )
 
 
 class RedactingLogRecordExporter(WrappingExporter[LogRecordExporter], LogRecordExporter):
@@ -176,4 +209,6 @@ class RedactingLogRecordExporter(WrappingExporter[LogRecordExporter], LogRecordE
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         """Redact, then export."""
-        return self.exporter.export([redact_log_record(record, self._redact) for record in batch])
+        redact = self._redact
+        redact_one = partial(redact_log_record, redact=redact)
+        return self.exporter.export(_redact_batch(batch, _log_texts, redact_one, redact))

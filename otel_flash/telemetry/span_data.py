@@ -44,15 +44,28 @@ class SpanData(NamedTuple):
 
 
 class EncodableSpan(ReadableSpan):
-    """An SDK span that also carries its :class:`SpanData` (what a light span becomes when it ends)."""
+    """An SDK span that also carries its :class:`SpanData` (what a light span becomes when it ends).
 
-    def __init__(self, data: SpanData) -> None:
-        context, parent, name, kind, start, end, attributes, events, status, resource, scope = data[:11]
-        # positionally, in ReadableSpan's order: on every light span's way to the export queue
-        super().__init__(
-            name, context, parent, resource, attributes, events, (), kind, None, status, start, end, scope
-        )
+    Its SDK view (``ReadableSpan``'s fields) is built from the data the first time
+    something reads it: otel_flash's encoder and redactor read :attr:`data` only, so
+    on the way to the export queue a light span costs one tuple.
+    """
+
+    def __init__(self, data: SpanData) -> None:  # no super().__init__: see __getattr__
         self.data = data
+
+    def __getattr__(self, name: str) -> Any:
+        """Build the SDK view on the first read of one of its fields, then answer from it."""
+        fields = self.__dict__
+        if name.startswith("__") or "data" not in fields or "_name" in fields:
+            raise AttributeError(name)
+        data: SpanData = fields["data"]
+        context, parent, title, kind, start, end, attrs, events, status, resource, scope = data[:11]
+        # positionally, in ReadableSpan's order
+        ReadableSpan.__init__(
+            self, title, context, parent, resource, attrs, events, (), kind, None, status, start, end, scope
+        )
+        return object.__getattribute__(self, name)
 
 
 def span_data(span: ReadableSpan) -> SpanData:

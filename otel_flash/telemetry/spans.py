@@ -128,7 +128,7 @@ class LightSpan(trace.Span):
         self._parent = parent
         self._kind = kind
         self._attributes: dict[str, Any] = dict(attributes) if attributes else {}
-        self._events: list[Event] = []
+        self._events: list[Event] | tuple[()] = ()  # a list once an event is added (most spans have none)
         self._status = UNSET
         self._start = time.time_ns()
         self._end: int | None = None
@@ -159,6 +159,8 @@ class LightSpan(trace.Span):
     def add_event(self, name: str, attributes: types.Attributes = None, timestamp: int | None = None) -> None:
         """Add an event (now, unless ``timestamp``)."""
         if self._end is None:
+            if not isinstance(self._events, list):
+                self._events = []
             self._events.append(Event(name, attributes, timestamp or time.time_ns()))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
