@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import signal
 import sys
 import threading
@@ -234,11 +233,7 @@ def _serve(host: str, port: int, overrides: dict[str, Any]) -> int:
     # no-op handlers in place that ends here, so a graceful stop exits 0.
     previous = {sig: signal.signal(sig, _ignore_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     grace = config.shutdown_grace_s
-    options = {
-        **uvicorn_options(config),
-        # uvicorn waits for open requests only until the drain has answered them all
-        "timeout_graceful_shutdown": max(1, math.ceil(grace + 1)),
-    }
+    options = uvicorn_options(config)
     settings = uvicorn.Config(app, host=host, port=port, log_level=config.log_level.lower(), **options)
     try:
         _draining_server_class()(settings, lambda: drain(app, grace)).run()

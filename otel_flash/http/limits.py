@@ -22,8 +22,6 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from otel_flash.config import FlashConfig
 
-GRACEFUL_SHUTDOWN_S = 30
-
 
 def uvicorn_options(config: FlashConfig) -> dict[str, Any]:
     """uvicorn's settings for ``config``'s limits (``otel-flash serve`` passes them to ``uvicorn.run``)."""
@@ -31,7 +29,8 @@ def uvicorn_options(config: FlashConfig) -> dict[str, Any]:
         "http": header_deadline_protocol(config.header_timeout_s),
         "limit_concurrency": config.max_connections,
         "timeout_keep_alive": math.ceil(config.keepalive_timeout_s),
-        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+        # uvicorn waits for open requests only until the drain has answered them all
+        "timeout_graceful_shutdown": max(1, math.ceil(config.shutdown_grace_s + 1)),
     }
 
 
