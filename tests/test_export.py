@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 import time
 from typing import Literal
 
@@ -285,3 +286,19 @@ def test_full_queue_drops_and_counts_without_touching_stdout(internal_reports: l
     assert ledger.queue_full > 0
     assert any("queue is full" in message for message in internal_reports)
     assert all(_captured_user_output(r) for r in responses)
+
+
+def test_a_callers_meter_provider_gets_no_idle_metric_reader_beside_it() -> None:
+    """With metrics export on and the caller's meter provider, no reader of ours runs unattached."""
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    def readers() -> int:
+        return sum(thread.name == "OtelPeriodicExportingMetricReader" for thread in threading.enumerate())
+
+    before = readers()
+    export = ExportSettings.otlp(refused_endpoint(), signals=("metrics",), metric_interval_ms=3_600_000)
+    provider = MeterProvider(shutdown_on_exit=False)
+    with RemoteExecutor(FlashConfig(export=export), meter_provider=provider) as executor:
+        assert executor.execute_sync(function_request("def f():\n    return 1\n", "f")).success
+        assert readers() == before
+    provider.shutdown()

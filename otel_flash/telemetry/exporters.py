@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlparse
@@ -52,9 +53,14 @@ class ExportPipeline:
 
 
 def build_pipeline(
-    settings: ExportSettings, console: TextIO | None = None, redact: Redactor | None = None
+    settings: ExportSettings,
+    console: TextIO | None = None,
+    redact: Redactor | None = None,
+    signals: Collection[Signal] = ("traces", "logs", "metrics"),
 ) -> ExportPipeline:
-    """Processors and a reader for every enabled signal; ``console`` receives ``console`` exports.
+    """Processors and a reader for every enabled signal among ``signals`` (the ones a
+    provider will take: a part built and never attached would run its export thread for
+    nothing); ``console`` receives ``console`` exports.
 
     ``console`` defaults to the process's real stdout (``sys.__stdout__``), never a
     user's captured one. Every exporter is wrapped to redact what it exports (``redact``,
@@ -64,18 +70,18 @@ def build_pipeline(
     out = console if console is not None else (sys.__stdout__ or sys.stdout)
     spans = logs = None
     ledgers: list[DeliveryLedger] = []
-    if settings.enabled("traces"):
+    if "traces" in signals and settings.enabled("traces"):
         ledger = DeliveryLedger("spans", _destination(settings.traces, "traces"))
         redacted = RedactingSpanExporter(build_span_exporter(settings.traces, out), redact)
         spans = BoundedSpanProcessor(redacted, settings.span_batch, ledger)
         ledgers.append(ledger)
-    if settings.enabled("logs"):
+    if "logs" in signals and settings.enabled("logs"):
         ledger = DeliveryLedger("log records", _destination(settings.logs, "logs"))
         exporter = RedactingLogRecordExporter(build_log_exporter(settings.logs, out), redact)
         logs = BoundedLogRecordProcessor(exporter, settings.log_batch, ledger)
         ledgers.append(ledger)
     reader = durations = None
-    if settings.enabled("metrics"):
+    if "metrics" in signals and settings.enabled("metrics"):
         ledger = DeliveryLedger("metric data points", _destination(settings.metrics, "metrics"))
         counted = CountingMetricExporter(build_metric_exporter(settings.metrics, out), ledger)
         merging, durations = merging_phase_durations(counted)

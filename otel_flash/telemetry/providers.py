@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from otel_flash._internal import internal_logger
 from otel_flash.config import FlashConfig
 from otel_flash.exceptions import ConfigError
+from otel_flash.export_settings import Signal
 from otel_flash.redaction import Redactor
 from otel_flash.telemetry.delivery import DeliveryLedger
 from otel_flash.telemetry.exporters import build_pipeline
@@ -158,8 +159,10 @@ def _build(
     """Build what is missing; exporters go only on what is built here."""
     given = tuple(provider for provider in (tracer, logger, meter) if provider is not None)
     resource = build_resource(config)
-    pipeline = build_pipeline(config.export, console, Redactor(config.secret_values))
-    if pipeline.metric_reader is not None and meter is None:
+    missing: dict[Signal, bool] = {"traces": tracer is None, "logs": logger is None, "metrics": meter is None}
+    signals = [signal for signal, built_here in missing.items() if built_here]
+    pipeline = build_pipeline(config.export, console, Redactor(config.secret_values), signals)
+    if pipeline.metric_reader is not None:
         meter = MeterProvider([pipeline.metric_reader], resource=resource, shutdown_on_exit=False)
         ExecutionMetrics.of(meter, pipeline.durations)  # its reader exports the durations aggregated here
     if tracer is None:
