@@ -84,7 +84,7 @@ class CallRunner:
         self._pool = WorkerPool(max_workers, "flash-execute")
         self._lock = threading.Lock()
         self._waits: set[Future[Any]] = set()
-        self._answers: dict[asyncio.Future[Any], asyncio.AbstractEventLoop] = {}
+        self._answers: set[asyncio.Future[Any]] = set()
 
     def perform(self, call: Call) -> Outcome:
         """Perform ``call`` here, or in a thread of its own; its outcome.
@@ -109,8 +109,7 @@ class CallRunner:
 
         Cancelling the await leaves ``drive`` running to its end; its result is dropped.
         """
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[T] = loop.create_future()
+        answer: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         context = contextvars.copy_context()
 
         def job() -> Callable[[], None]:
@@ -118,14 +117,14 @@ class CallRunner:
                 outcome: Outcome = (context.run(drive), None)
             except BaseException as exc:  # delivered to the awaiting caller
                 outcome = (None, exc)
-            return functools.partial(_answer_threadsafe, loop, answer, outcome)
+            return functools.partial(_answer_threadsafe, answer, outcome)
 
-        self._answers[answer] = loop  # one dict operation is atomic: no lock needed
+        self._answers.add(answer)  # one set operation is atomic: no lock needed
         try:
             self._pool.submit(job)
             return await answer
         finally:
-            del self._answers[answer]
+            self._answers.discard(answer)
 
     def drain(self, grace_s: float) -> int:
         """Refuse new executions, wait up to ``grace_s`` for those running; stop the rest.
@@ -142,12 +141,12 @@ class CallRunner:
         left = self.capacity.running
         with self._lock:
             waits = list(self._waits)
-        answers = list(self._answers.copy().items())
+        answers = list(self._answers.copy())
         for future in waits:
             _fail(future, WorkerShuttingDown(_SHUTTING_DOWN))
         self.capacity.wait_idle(settle)
-        for answer, loop in answers:
-            _answer_threadsafe(loop, answer, (None, WorkerShuttingDown(_SHUTTING_DOWN)))
+        for answer in answers:
+            _answer_threadsafe(answer, (None, WorkerShuttingDown(_SHUTTING_DOWN)))
         return left
 
     def shutdown(self) -> None:
@@ -239,11 +238,9 @@ def _fail(future: Future[Any], error: BaseException) -> None:
         future.set_exception(error)
 
 
-def _answer_threadsafe(
-    loop: asyncio.AbstractEventLoop, answer: asyncio.Future[Any], outcome: Outcome
-) -> None:
+def _answer_threadsafe(answer: asyncio.Future[Any], outcome: Outcome) -> None:
     with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to read the answer
-        loop.call_soon_threadsafe(_answer, answer, outcome)
+        answer.get_loop().call_soon_threadsafe(_answer, answer, outcome)
 
 
 def _answer(answer: asyncio.Future[Any], outcome: Outcome) -> None:
