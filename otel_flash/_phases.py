@@ -38,12 +38,12 @@ class RunState:
     """Facts gathered while one execution runs, in its workspace."""
 
     workspace: Workspace
+    tracer: trace.Tracer  # the execution's: light spans when only otel_flash's queues observe them
     phases_ms: dict[str, float] = field(default_factory=dict)
     failed_phase: str | None = None
     instance: Instance | None = None
     root_attributes: dict[str, str] = field(default_factory=dict)
     spans_observed: bool = True
-    tracer: trace.Tracer | None = None
     installs: list[InstallFacts] = field(default_factory=list)
 
 
@@ -57,18 +57,16 @@ class Phase:
     phases (slow anyway) always get a span: the installer writes its facts there.
     """
 
-    __slots__ = ("_attributes", "_name", "_redact", "_span", "_started", "_state", "_token", "_tracer")
+    __slots__ = ("_attributes", "_name", "_redact", "_span", "_started", "_state", "_token")
 
     def __init__(
         self,
-        tracer: trace.Tracer,
         name: str,
         state: RunState,
         attributes: Mapping[str, str] | None,
         redact: Redactor,
     ) -> None:
         self._redact = redact
-        self._tracer = tracer
         self._name = name
         self._state = state
         self._attributes = attributes
@@ -79,7 +77,7 @@ class Phase:
         self._token: Token[Context] | None = None
         if not self._state.spans_observed and self._name not in _DEPENDENCY_KINDS:
             return self._span  # nothing would see it: the root stand-in stays current
-        self._span = self._tracer.start_span(self._name, attributes=self._attributes)
+        self._span = self._state.tracer.start_span(self._name, attributes=self._attributes)
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
         return self._span
 

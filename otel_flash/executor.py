@@ -316,8 +316,9 @@ class RemoteExecutor:
         logging_before, interpreter_before = self._reclaim_process_state()
         restored: list[str] = []
         workspace = Workspace(cfg.workspace_path)
-        state = RunState(workspace=workspace, spans_observed=spans_observed(self._telemetry.tracer_provider))
-        state.tracer = self._execution_tracer() if state.spans_observed else self._tracer
+        observed = spans_observed(self._telemetry.tracer_provider)
+        tracer = self._execution_tracer() if observed else self._tracer
+        state = RunState(workspace=workspace, tracer=tracer, spans_observed=observed)
 
         def bound(context: otel_context.Context | None) -> otel_context.Context:
             return bind_workspace(workspace, self._capture.bind(log, context))
@@ -529,7 +530,7 @@ class RemoteExecutor:
         return cap if cap is not None and (limit is None or limit > cap) else limit
 
     def _phase(self, name: str, state: RunState, attributes: Mapping[str, str] | None = None) -> Phase:
-        return Phase(state.tracer or self._tracer, name, state, attributes, self._redact)
+        return Phase(name, state, attributes, self._redact)
 
     def _execution_tracer(self) -> trace.Tracer:
         """Light spans (:mod:`~otel_flash.telemetry.spans`) when only our queues take spans, else SDK ones."""
