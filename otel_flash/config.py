@@ -166,7 +166,8 @@ class FlashConfig:
         if self.memory_limit_mb is not None and self.memory_limit_mb < 1:
             msg = f"memory_limit_mb must be at least 1, got {self.memory_limit_mb!r}"
             raise ConfigError(msg)
-        for name in ("timeout_s", "max_timeout_s"):
+        seconds = ("timeout_s", "max_timeout_s", "keepalive_timeout_s", "header_timeout_s", "body_timeout_s")
+        for name in seconds:
             value = getattr(self, name)
             if value is not None and not 0 < value < float("inf"):
                 msg = f"{name} must be a positive number of seconds, got {value!r}"
@@ -182,6 +183,9 @@ class FlashConfig:
             "max_instances",
             "max_workers",
             "max_request_bytes",
+            "max_connections",
+            "max_modules",
+            "max_modules_bytes",
         ):
             if getattr(self, name) < 1:
                 msg = f"{name} must be at least 1, got {getattr(self, name)!r}"
@@ -196,22 +200,10 @@ class FlashConfig:
         if short:
             msg = f"an API key must be at least {MIN_API_KEY_LENGTH} characters ({len(short)} shorter)"
             raise ConfigError(msg)
-        if self.max_connections < 1:
-            msg = f"max_connections must be at least 1, got {self.max_connections!r}"
-            raise ConfigError(msg)
-        for name in ("keepalive_timeout_s", "header_timeout_s", "body_timeout_s"):
-            value = getattr(self, name)
-            if not 0 < value < float("inf"):
-                msg = f"{name} must be a positive number of seconds, got {value!r}"
-                raise ConfigError(msg)
         # Keys are secrets wherever otel_flash shows or exports text, however the config was built.
         object.__setattr__(self, "secret_values", self.secret_values | frozenset(self.api_keys))
 
     def _check_runpod_parity(self) -> None:
-        for name in ("max_modules", "max_modules_bytes"):
-            if getattr(self, name) < 1:
-                msg = f"{name} must be at least 1, got {getattr(self, name)!r}"
-                raise ConfigError(msg)
         module = self.functions_module
         if module is not None and not all(part.isidentifier() for part in module.split(".")):
             msg = f"functions_module must be a dotted module name, got {module!r}"
