@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_flash._internal import internal_logger
-from otel_flash.telemetry.span_data import UNSET, SpanData, span_data
+from otel_flash.telemetry.span_data import UNSET, SpanData, plain_attributes, span_data
 
 __all__ = ["LogEncoder", "SpanEncoder"]
 
@@ -148,9 +148,8 @@ class _Attributes:
         pairs = self._pairs.get(tag) or self._pairs.setdefault(tag, {})
         ints = self._ints.get(tag) or self._ints.setdefault(tag, {})
         out = []
-        if type(attributes) is not dict:  # the SDK's maps are slow to walk; their copy is a plain dict
-            copy = getattr(attributes, "copy", None)
-            attributes = copy() if copy is not None else dict(attributes)
+        if type(attributes) is not dict:  # checked here too: most maps are plain, and this is per item
+            attributes = plain_attributes(attributes)
         for key, value in attributes.items():
             kind = type(value)
             if kind is str or kind is bool:

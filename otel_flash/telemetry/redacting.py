@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status
 
 from otel_flash.redaction import Redactor
-from otel_flash.telemetry.span_data import span_data
+from otel_flash.telemetry.span_data import plain_attributes, span_data
 from otel_flash.telemetry.wrapping import WrappingExporter
 
 _PLAIN = frozenset({bool, int, float, type(None)})
@@ -93,12 +93,8 @@ def _span_texts(span: ReadableSpan) -> list[str] | None:
 
 
 def _values(attributes: Mapping[str, object]) -> Iterable[object]:
-    """The values of an attribute map; through a plain dict copy (the SDK's maps are slow to walk)."""
-    if type(attributes) is dict:  # a light span's own: walked as it is
-        return attributes.values()
-    copy = getattr(attributes, "copy", None)
-    copied = copy() if copy is not None else None
-    return (copied if isinstance(copied, dict) else dict(attributes)).values()
+    """The values of an attribute map (a light span's own dict walked as it is)."""
+    return plain_attributes(attributes).values()
 
 
 def _plain_texts(values: Iterable[object], texts: list[str]) -> bool:

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 
-__all__ = ["UNSET", "EncodableSpan", "SpanData", "span_data"]
+__all__ = ["UNSET", "EncodableSpan", "SpanData", "plain_attributes", "span_data"]
 
 UNSET = Status(StatusCode.UNSET)
 """The status of every span nobody set one on (light spans share this object)."""
@@ -89,3 +89,13 @@ def span_data(span: ReadableSpan) -> SpanData:
         span.dropped_events,
         span.dropped_links,
     )
+
+
+def plain_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """``attributes`` as a plain dict: itself if it is one, else its copy (the SDK's maps are
+    slow to walk; their ``copy`` is a plain dict)."""
+    if type(attributes) is dict:
+        return attributes
+    copy = getattr(attributes, "copy", None)
+    copied = copy() if copy is not None else None
+    return copied if isinstance(copied, dict) else dict(attributes)
