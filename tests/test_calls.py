@@ -19,7 +19,7 @@ from otel_flash.runtime.workers import Capacity, observe_abandoned_threads
 from otel_flash.server import create_app
 from otel_flash.testing import TelemetryCapture
 from tests.requests import HELLO, function_request
-from tests.test_server import serving
+from tests.test_server import _wait_for, serving
 
 # Set at teardown: every abandoned user thread of this module waits for it, so none outlives its test.
 RELEASE = threading.Event()
@@ -69,13 +69,6 @@ def _timed(code: str, limit: float) -> dict[str, object]:
     return {**function_request(code, "f"), "timeout_s": limit}
 
 
-def _wait_until(condition: object, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while not condition():  # type: ignore[operator]  # a zero-argument callable
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.02)
-
-
 @pytest.mark.asyncio
 async def test_coroutine_runs_on_a_loop_of_its_own(executor: RemoteExecutor) -> None:
     """await execute() never runs the user's coroutine on the caller's loop or thread."""
@@ -120,8 +113,8 @@ def test_ping_answers_while_eight_coroutines_spin(executor: RemoteExecutor) -> N
             clients.submit(httpx.post, f"{url}/execute", json=_timed(SPINNING_COROUTINE, 2), timeout=60)
             for _ in range(8)
         ]
-        _wait_until(
-            lambda: sum(1 for t in threading.enumerate() if t.name == "flash-timed-call") >= 8, "spins"
+        _wait_for(
+            lambda: sum(1 for t in threading.enumerate() if t.name == "flash-timed-call") >= 8, "spins", 30
         )
         started = time.monotonic()
         ping = httpx.get(f"{url}/ping", timeout=10)
@@ -131,7 +124,9 @@ def test_ping_answers_while_eight_coroutines_spin(executor: RemoteExecutor) -> N
         assert all(a["error"].startswith("timed out after 2 s") for a in answers), answers
         assert httpx.get(f"{url}/ping", timeout=10).json() == {"status": "healthy", "abandoned_threads": 8}
         RELEASE.set()
-        _wait_until(lambda: httpx.get(f"{url}/ping", timeout=10).json()["abandoned_threads"] == 0, "threads")
+        _wait_for(
+            lambda: httpx.get(f"{url}/ping", timeout=10).json()["abandoned_threads"] == 0, "threads", 30
+        )
         assert httpx.post(f"{url}/execute", json=function_request(HELLO, "hello", "x"), timeout=60).json()[
             "success"
         ]
@@ -156,7 +151,7 @@ def test_abandoned_threads_fill_the_capacity_then_requests_are_refused(small: Re
     with pytest.raises(WorkerSaturated, match=r"worker saturated: 0 execution\(s\) running and 4 thread"):
         small.execute_sync(function_request(HELLO, "hello", "refused"))
     RELEASE.set()
-    _wait_until(lambda: small.abandoned_threads == 0, "the threads to end")
+    _wait_for(lambda: small.abandoned_threads == 0, "the threads to end", 30)
     assert small.execute_sync(function_request(HELLO, "hello", "again")).success
 
 
@@ -181,7 +176,7 @@ def test_a_flood_of_timeouts_is_bounded_and_answered_503(small: RemoteExecutor) 
         stream = httpx.post(f"{url}/execute/stream", json=function_request(HELLO, "hello", "x"), timeout=60)
         assert stream.status_code == 503 and stream.json()["detail"].startswith("worker saturated:")
         RELEASE.set()
-        _wait_until(lambda: small.abandoned_threads == 0, "the threads to end")
+        _wait_for(lambda: small.abandoned_threads == 0, "the threads to end", 30)
         assert httpx.post(f"{url}/execute", json=function_request(HELLO, "hello", "x"), timeout=60).json()[
             "success"
         ]

@@ -111,8 +111,9 @@ def test_subpackages_import_each_other_one_way() -> None:
     graph = {unit: set[str]() for unit in units}
     for path in PACKAGE.glob("*.py"):
         graph[path.stem] = _imported_units(path, units) - {path.stem}
-    graph.update(_subpackage_imports())
-    subpackages = set(_subpackage_imports())
+    imports = _subpackage_imports()
+    graph.update(imports)
+    subpackages = set(imports)
 
     def reachable(start: str) -> set[str]:
         seen: set[str] = set()
