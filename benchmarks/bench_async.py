@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from benchmarks.bench_execution import CODE as SYNC_CODE
+from benchmarks.bench_execution import _per_call_us
 from otel_flash import FlashConfig, RemoteExecutor
 
 CALLS = 500
@@ -36,10 +37,7 @@ async def trivial_async():
 
 
 def _sync_us(executor: RemoteExecutor, request: dict[str, str]) -> float:
-    started = time.perf_counter_ns()
-    for _ in range(CALLS):
-        executor.execute_sync(request)
-    return (time.perf_counter_ns() - started) / CALLS / 1000
+    return _per_call_us(lambda: executor.execute_sync(request), CALLS)
 
 
 def _awaited_us(one: Callable[[], Awaitable[object]], tasks: int = 1) -> tuple[float, float]:

@@ -38,13 +38,14 @@ def trivial():
     print("one print")
     return 42
 """
+TRIVIAL = {"function_name": "trivial", "function_code": CODE, "serialization_format": "json"}
 
 
-def _per_call_us(call: Callable[[], Any]) -> float:
+def _per_call_us(call: Callable[[], Any], calls: int = CALLS) -> float:
     started = time.perf_counter_ns()
-    for _ in range(CALLS):
+    for _ in range(calls):
         call()
-    return (time.perf_counter_ns() - started) / CALLS / 1000
+    return (time.perf_counter_ns() - started) / calls / 1000
 
 
 def reference_style(request: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +125,7 @@ def _metered_us(
 
 def main() -> None:
     """Print median µs per trivial execution, ratios to a direct call and to the reference's way."""
-    request = {"function_name": "trivial", "function_code": CODE, "serialization_format": "json"}
+    request = TRIVIAL
     reference_request = {**request, "args": [], "kwargs": {}}
     own = _own_meter_provider()
     reader = InMemoryMetricReader()

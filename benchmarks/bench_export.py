@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from benchmarks._receiver import ReceiverProcess
 from benchmarks._stock import StockExecutor, encode_floor
-from benchmarks.bench_execution import CODE as TRIVIAL_CODE
+from benchmarks.bench_execution import TRIVIAL
 from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.export_settings import SIGNALS, BatchSettings, ExportSettings, OtlpProtocol, Signal
 from otel_flash.telemetry.delivery import BoundedLogRecordProcessor, BoundedSpanProcessor, DeliveryLedger
@@ -161,9 +161,6 @@ def main() -> None:
         f"live gRPC / recorded-not-exported (the cost of exporting itself): {live / recorded.median_ms:.2f}x"
     )
     compare_with_stock()
-
-
-TRIVIAL = {"function_name": "trivial", "function_code": TRIVIAL_CODE, "serialization_format": "json"}
 
 
 @dataclass(frozen=True)

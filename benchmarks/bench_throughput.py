@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import httpx
 
 from benchmarks._load import Window
 from benchmarks._receiver import ReceiverProcess
+from tests.stack import free_port
 
 SECONDS = 3.0
 ROUNDS = 3
@@ -41,16 +41,9 @@ class _Served(NamedTuple):
     pid: int
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def _server(kind: str, endpoint: str | None) -> Iterator[_Served]:
-    port = _free_port()
+    port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "FLASH_"))}
     if kind == "reference":
         argv = [sys.executable, "-m", "benchmarks._reference_worker", str(port)]
