@@ -88,14 +88,15 @@ class RequestGuard:
     def refusal(self, scope: Scope) -> Refusal | None:
         """Why this request is refused, or None to let it through."""
         headers = request_headers(scope)
+        path = route_path(scope)
         return (
             _foreign_host(scope, headers)
-            or self._unauthorised(scope, headers)
-            or self._not_json(scope, headers)
+            or self._unauthorised(scope, path, headers)
+            or self._not_json(scope, path, headers)
         )
 
-    def _unauthorised(self, scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
-        if route_path(scope) in self._open_paths:
+    def _unauthorised(self, scope: Scope, path: str, headers: dict[bytes, bytes]) -> Refusal | None:
+        if path in self._open_paths:
             return None
         if not self._keys:
             if self._allow_unauthenticated or _on_loopback(scope):
@@ -110,8 +111,8 @@ class RequestGuard:
             return Refusal(401, "invalid API key", ((b"www-authenticate", b'Bearer error="invalid_token"'),))
         return Refusal(401, "an API key is required: Authorization: Bearer <key>", _CHALLENGE)
 
-    def _not_json(self, scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
-        if scope["method"] != "POST" or route_path(scope) not in self._json_paths:
+    def _not_json(self, scope: Scope, path: str, headers: dict[bytes, bytes]) -> Refusal | None:
+        if scope["method"] != "POST" or path not in self._json_paths:
             return None
         media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
         if media_type == JSON_MEDIA_TYPE.encode():
