@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,8 @@ from otel_flash.telemetry.faas import worker_init
 from otel_flash.testing import TelemetryCapture
 from tests.otlp_receivers import HttpReceiver
 from tests.requests import HELLO, function_request
-from tests.test_runpod import WORKER_SCRIPT, _env
+from tests.test_runpod import _test_input
+from tests.test_runpod import script as script  # a fixture, used by name
 
 
 @pytest.fixture
@@ -74,25 +73,15 @@ def test_worker_init_is_a_trace_of_its_own(telemetry: TelemetryCapture) -> None:
     assert root.span.parent is None and root.span.start_time == 1_000
 
 
-def test_the_runpod_worker_exports_its_start_up_and_a_cold_job(tmp_path: Path) -> None:
+def test_the_runpod_worker_exports_its_start_up_and_a_cold_job(script: Path) -> None:
     """Under runpod's job runner: a flash.worker.init trace, then a cold pubsub job with its id."""
-    script = tmp_path / "handler.py"
-    script.write_text(WORKER_SCRIPT)
     job = json.dumps({"input": function_request(HELLO, "hello", "otlp")})
     with HttpReceiver() as receiver:
-        env = {
-            **_env(),
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        }
-        done = subprocess.run(
-            [sys.executable, str(script), "--test_input", job],
-            capture_output=True,
-            text=True,
-            timeout=90,
-            cwd=tmp_path,
-            env=env,
-            check=False,
+        done = _test_input(
+            script,
+            job,
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
         )
         assert done.returncode == 0, done.stdout + done.stderr
         assert receiver.received.wait_for(

@@ -74,15 +74,15 @@ def _job_result(output: str) -> dict[str, Any]:
     pytest.fail(f"no job result in the worker's output:\n{output}")
 
 
-def _test_input(script: Path, job: str) -> subprocess.CompletedProcess[str]:
-    """Run one job with runpod's local test mode (`python handler.py --test_input JOB`)."""
+def _test_input(script: Path, job: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run one job with runpod's local test mode (`python handler.py --test_input JOB`), ``env`` added."""
     return subprocess.run(
         [sys.executable, str(script), "--test_input", job],
         capture_output=True,
         text=True,
         timeout=90,
         cwd=script.parent,
-        env=_env(),
+        env={**_env(), **env},
         check=False,
     )
 

@@ -34,8 +34,9 @@ from runpod_flash.stubs.load_balancer_sls import LoadBalancerSlsStub
 from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.server import create_app
 from tests.test_caller_trace import LoopbackEndpoint
-from tests.test_runpod import WORKER_SCRIPT, _env, _job_result
+from tests.test_runpod import _job_result, _test_input
 from tests.test_runpod import runpod_api as runpod_api  # a fixture, used by name
+from tests.test_runpod import script as script  # a fixture, used by name
 from tests.test_server import serving
 
 APP = """
@@ -199,25 +200,9 @@ def test_http_worker_runs_the_load_balancer_stubs_requests(
         assert stub._handle_response(asyncio.run(stub._execute_function(bare))) == "Hello, lb!"
 
 
-@pytest.fixture
-def script(tmp_path: Path) -> Path:
-    """The documented RunPod worker script."""
-    path = tmp_path / "handler.py"
-    path.write_text(WORKER_SCRIPT)
-    return path
-
-
 def _run_job(script: Path, payload: dict[str, Any], **env: str) -> subprocess.CompletedProcess[str]:
     """One job in runpod's local test mode; the process's stdout is the container log."""
-    return subprocess.run(
-        [sys.executable, str(script), "--test_input", json.dumps({"input": payload})],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        cwd=script.parent,
-        env={**_env(), **env},
-        check=False,
-    )
+    return _test_input(script, json.dumps({"input": payload}), **env)
 
 
 def test_runpod_handler_runs_modules_and_deployed_requests(
