@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +34,7 @@ from opentelemetry.trace import SpanContext, TraceFlags
 from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.export_settings import ExportSettings
 from otel_flash.telemetry.durations import BOUNDS_S, DESCRIPTION, merging_phase_durations
-from otel_flash.telemetry.metrics import ExecutionFacts, ExecutionMetrics
+from otel_flash.telemetry.metrics import FOLD_AT, ExecutionFacts, ExecutionMetrics
 from tests.otlp_receivers import GrpcReceiver
 from tests.requests import function_request
 
@@ -81,6 +82,7 @@ class Own:
         self.exporter = Collected(temporality)
         merging, durations = merging_phase_durations(self.exporter)
         assert durations is not None
+        self.durations = durations
         reader = PeriodicExportingMetricReader(merging, math.inf)
         self.provider = MeterProvider([reader], exemplar_filter=exemplars, shutdown_on_exit=False)
         self.metrics = ExecutionMetrics.of(self.provider, durations)
@@ -224,6 +226,29 @@ def test_executions_recorded_from_many_threads_are_all_counted(own: Own) -> None
     )
     counted = sum(point.value for key, (_, point) in collected.items() if key[0] == "flash.executions")
     assert histogram == counted == 400
+
+
+def test_recording_never_waits_for_a_collection_holding_the_lock(own: Own) -> None:
+    """Executions ending while a collection holds the lock are kept, not waited on, and counted next."""
+    executions = _executions(FOLD_AT + 40)
+    with own.durations.lock:  # what a collection holds while it reads the series
+        recorder = threading.Thread(target=own.record, args=(executions,))
+        recorder.start()
+        recorder.join(timeout=30)
+        assert not recorder.is_alive()
+    collected = own.collect()
+    counted = sum(point.value for key, (_, point) in collected.items() if key[0] == "flash.executions")
+    assert counted == len(executions)
+
+
+def test_a_cumulative_series_starts_no_later_than_its_first_execution(own: Own) -> None:
+    """The start time of a series is not the collection's: it precedes the first execution it counts."""
+    before = time.time_ns()
+    own.record(_executions(2)[1:])  # one execution that succeeded (the first of these fails)
+    recorded = time.time_ns()
+    time.sleep(0.05)
+    _, point = own.collect()[EXECUTE_OK]
+    assert before <= point.start_time_unix_nano <= recorded < point.time_unix_nano
 
 
 def test_cumulative_exports_keep_counting_from_the_start(own: Own) -> None:

@@ -5,12 +5,14 @@ An SDK ``Histogram.record`` costs 6-8 µs per point (attribute copying and hashi
 most of a trivial request's budget. On a meter provider otel_flash builds, whose one
 reader exports through :class:`DurationMergingExporter`, the points are aggregated
 here instead: per series (``flash.phase``, ``flash.outcome``) a bucket-count list, a
-sum, a minimum and a maximum, updated as each execution ends under the one lock it
-takes, and handed to the exporter as finished ``HistogramDataPoint``\\ s at each
-collection, in the temporality it prefers. What is exported is what the SDK's
-explicit-bucket aggregation would export: the same buckets, start and end times, and
-on the ``execute`` series one exemplar per bucket (the last execution the provider's
-exemplar filter keeps: by default the last sampled ``flash.execute`` span).
+sum, a minimum and a maximum, updated a batch of executions at a time (see
+:class:`~otel_flash.telemetry.metrics.ExecutionMetrics`), and handed to the exporter
+as finished ``HistogramDataPoint``\\ s at each collection, in the temporality it
+prefers. What is exported is what the SDK's explicit-bucket aggregation would export:
+the same buckets, sums, minimums and maximums, and on the ``execute`` series one
+exemplar per bucket (the last execution the provider's exemplar filter keeps: by
+default the last sampled ``flash.execute`` span). A series starts no later than its
+first point (the SDK starts it at that point).
 
 A meter provider a caller passes in gets SDK instruments instead
 (:mod:`otel_flash.telemetry.metrics`), so its views and readers apply.
@@ -21,6 +23,11 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from functools import partial
+from itertools import chain, groupby
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry.sdk.metrics import (
@@ -72,6 +79,10 @@ BOUNDS_S: tuple[float, ...] = tuple(bound / 1e3 for bound in _BOUNDS_MS)
 """Explicit bucket boundaries of ``flash.phase.duration``, in seconds."""
 _FLASH_PREFIX = len("flash.")  # a failed phase is named by its span: flash.<phase>
 _TRACE_FLAGS: Final = 3  # SpanContext is Tuple[int, int, bool, TraceFlags, ...]: no property call
+_bucket = partial(bisect_left, _BOUNDS_MS)  # a value's bucket: (bound before, its bound]
+# ExecutionFacts fields, for map() over a batch
+_SUCCESS, _PHASES_MS, _FAILED_PHASE, _TOTAL_MS = itemgetter(1), itemgetter(3), itemgetter(4), itemgetter(5)
+_NAME, _MS = itemgetter(0), itemgetter(1)  # of a (phase, ms) pair
 
 
 class _Series:
@@ -91,11 +102,11 @@ class _Series:
 class PhaseDurations:
     """The duration histogram of executions, aggregated in place; read by one exporter.
 
-    :meth:`add` updates an execution's series (the caller holds :attr:`lock`, which
-    :class:`~otel_flash.telemetry.metrics.ExecutionMetrics` shares); nothing is kept
-    but the numbers and one exemplar per bucket. :meth:`collect` hands out the series
-    as data points. With delta temporality a collection starts the next period, so one
-    exporter (one reader) reads it.
+    :meth:`add_many` folds a batch of executions into their series (the caller holds
+    :attr:`lock`, which :class:`~otel_flash.telemetry.metrics.ExecutionMetrics` shares);
+    nothing is kept but the numbers and one exemplar per bucket. :meth:`collect` hands
+    out the series as data points. With delta temporality a collection starts the next
+    period, so one exporter (one reader) reads it.
     """
 
     def __init__(self) -> None:
@@ -112,45 +123,65 @@ class PhaseDurations:
         elif isinstance(exemplars, AlwaysOffExemplarFilter):
             self._exemplar_flags = (0, 0)
 
-    def add(self, facts: ExecutionFacts) -> None:
-        """Count one execution's duration and phase durations; the caller holds :attr:`lock`.
+    def add_many(self, batch: Sequence[ExecutionFacts], since_ns: int) -> None:
+        """Fold executions into their series, in the order given; the caller holds :attr:`lock`.
 
-        Milliseconds in, seconds out. A point costs a few comparisons and four updates
-        (most points of a fast function fall in the first bucket: no ``bisect`` call).
+        Milliseconds in, seconds out. A series created here starts at ``since_ns`` (no
+        later than its first point). Executions where nothing failed (nearly all) are
+        folded together, series by series, in C-level passes (``map``, ``sum``, ``min``,
+        ``max``); the others one by one.
         """
-        success, error = self._success, self._error
-        by_phase = success if facts.success else error
-        ms = facts.total_ms
-        try:
-            series = by_phase["execute"]
-        except KeyError:
-            series = by_phase["execute"] = _Series(time.time_ns())
-        index = 0 if ms <= _FIRST_BOUND_MS else bisect_left(_BOUNDS_MS, ms)
-        series.counts[index] += 1
-        series.total += ms
-        if ms < series.minimum:
-            series.minimum = ms
-        if ms > series.maximum:
-            series.maximum = ms
+        plain = batch
+        if not all(map(_SUCCESS, batch)) or any(map(_FAILED_PHASE, batch)):
+            plain = [facts for facts in batch if facts.success and facts.failed_phase is None]
+            for facts in batch:
+                if not facts.success or facts.failed_phase is not None:
+                    self._add_failed(facts, since_ns)
+        if not plain:
+            return
+        success = self._success
+        execute = success.get("execute") or success.setdefault("execute", _Series(since_ns))
+        totals = list(map(_TOTAL_MS, plain))
+        _fold(execute, totals)
+        self._keep_exemplars(execute, plain, totals)
+        for phase, values in _by_phase(list(map(_PHASES_MS, plain))):
+            series = success.get(phase) or success.setdefault(phase, _Series(since_ns))
+            _fold(series, values)
+
+    def _keep_exemplars(self, series: _Series, batch: Sequence[ExecutionFacts], totals: list[float]) -> None:
+        """Keep, by bucket, the last execution of ``batch`` the exemplar filter keeps."""
         always, mask = self._exemplar_flags
-        if (facts.span_context[_TRACE_FLAGS] | always) & mask:  # as the provider's exemplar filter says
-            series.exemplars[index] = facts
+        if not mask:
+            return
+        if max(totals) <= _FIRST_BOUND_MS:  # one bucket (a fast function): look from the end
+            for facts in reversed(batch):
+                if (facts.span_context[_TRACE_FLAGS] | always) & mask:
+                    series.exemplars[0] = facts
+                    return
+            return
+        kept = batch if always else [facts for facts in batch if facts.span_context[_TRACE_FLAGS] & mask]
+        series.exemplars.update(zip(map(_bucket, map(_TOTAL_MS, kept)), kept, strict=True))
+
+    def _add_failed(self, facts: ExecutionFacts, since_ns: int) -> None:
+        """Fold one execution that failed: its ``execute`` and failed phase in the error series."""
+        by_outcome = (self._error, self._success)
+        execute = by_outcome[facts.success].get("execute")
+        if execute is None:
+            execute = by_outcome[facts.success]["execute"] = _Series(since_ns)
+        _fold(execute, [facts.total_ms])
+        always, mask = self._exemplar_flags
+        if (facts.span_context[_TRACE_FLAGS] | always) & mask:
+            execute.exemplars[_bucket(facts.total_ms)] = facts
         failed = facts.failed_phase[_FLASH_PREFIX:] if facts.failed_phase else None
         for phase, ms in facts.phases_ms.items():
-            by_phase = error if phase == failed else success
-            try:
-                series = by_phase[phase]
-            except KeyError:
-                series = by_phase[phase] = _Series(time.time_ns())
-            series.counts[0 if ms <= _FIRST_BOUND_MS else bisect_left(_BOUNDS_MS, ms)] += 1
-            series.total += ms
-            if ms < series.minimum:
-                series.minimum = ms
-            if ms > series.maximum:
-                series.maximum = ms
+            by_phase = by_outcome[phase != failed]
+            series = by_phase.get(phase)
+            if series is None:
+                series = by_phase[phase] = _Series(since_ns)
+            _fold(series, [ms])
 
     def drain(self) -> None:
-        """Nothing to do: each execution is aggregated as it is added."""
+        """Nothing to do: executions are folded as :meth:`add_many` is handed them."""
 
     def collect(self, delta: bool) -> list[HistogramDataPoint]:
         """The data points now: since the last collection (``delta``) or since the start."""
@@ -166,6 +197,38 @@ class PhaseDurations:
                 for outcome, by_phase in taken
                 for phase, series in by_phase.items()
             ]
+
+
+def _by_phase(phases: list[dict[str, float]]) -> Iterable[tuple[str, Sequence[float]]]:
+    """Each phase's durations across executions, in their order.
+
+    Executions nearly always share one set of phases: then the durations are read in
+    one C-level pass (``itemgetter``, ``zip``); else the pairs are sorted by phase.
+    """
+    names = tuple(phases[0])
+    if len(names) > 1 and set(map(len, phases)) == {len(names)}:
+        try:
+            return zip(names, zip(*map(itemgetter(*names), phases), strict=True), strict=True)
+        except KeyError:  # the same number of phases, not the same ones
+            pass
+    pairs = sorted(chain.from_iterable(map(dict.items, phases)), key=_NAME)  # stable: in order
+    return [(phase, list(map(_MS, group))) for phase, group in groupby(pairs, _NAME)]
+
+
+def _fold(series: _Series, values: Sequence[float]) -> None:
+    """Add ``values`` (ms, at least one) to ``series``: in order, so the sum is the one-by-one sum."""
+    series.total = sum(values, series.total)
+    low, high = min(values), max(values)
+    if low < series.minimum:
+        series.minimum = low
+    if high > series.maximum:
+        series.maximum = high
+    counts = series.counts
+    if high <= _FIRST_BOUND_MS:  # a fast function's phases: all in the first bucket
+        counts[0] += len(values)
+    else:
+        for index, count in Counter(map(_bucket, values)).items():
+            counts[index] += count
 
 
 def _point(phase: str, outcome: str, series: _Series, start_ns: int, now_ns: int) -> HistogramDataPoint:

@@ -2,10 +2,13 @@
 
 The executor hands :meth:`ExecutionMetrics.record` one tuple per execution: the
 timings and facts it gathers anyway for the ``REPORT`` line, so metrics-only export
-keeps the lean path (:mod:`otel_flash.telemetry.observation`). ``record`` adds them
-to totals under one lock (about 2 µs with the durations); no SDK instrument is called
-on the execution's path (an SDK ``record`` costs 6-8 µs, five per execution would add
-half a trivial request):
+keeps the lean path (:mod:`otel_flash.telemetry.observation`). ``record`` only appends
+the tuple to a list; every :data:`FOLD_AT` executions, and at each collection, the
+list is folded into the totals in one pass under one lock. Done one by one, the same
+updates cost 4-5 µs per execution (their code and data are out of the caches by the
+time the next execution ends); folded 256 at a time, under 1 µs. No SDK instrument is
+called on the execution's path (an SDK ``record`` costs 6-8 µs, five per execution
+would add half a trivial request):
 
 * counters are observable counters fed from cumulative totals kept here;
 * on a meter provider otel_flash builds, the duration histogram is aggregated here
@@ -44,7 +47,8 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import NamedTuple, Protocol
 
 from opentelemetry import trace
@@ -70,6 +74,8 @@ from otel_flash.semconv import (
 from otel_flash.telemetry.durations import BOUNDS_S, DESCRIPTION, METER_NAME, PhaseDurations
 from otel_flash.telemetry.sdk import exemplar_filter
 
+FOLD_AT = 256
+"""Executions kept before they are folded into the totals (by the execution that reaches it)."""
 _DRAIN_AT = 1024  # pending executions that start a background drain (SDK instruments)
 _YIELD_EVERY = 32  # executions measured between two offers of the GIL to other threads
 _OUTCOMES = {True: "success", False: "error"}
@@ -92,11 +98,16 @@ class ExecutionFacts(NamedTuple):
     installs: list[InstallFacts]
 
 
+_SUCCESS_AND_TYPE, _LOG_LINES = itemgetter(1, 2), itemgetter(6)  # ExecutionFacts fields, for map()
+_OMITTED_LINES, _OMITTED_BYTES, _INSTALLS = itemgetter(7), itemgetter(8), itemgetter(9)
+
+
 class Durations(Protocol):
     """Where the durations of executions are measured."""
 
-    def add(self, facts: ExecutionFacts) -> None:
-        """Measure the durations of one execution (or keep them for :meth:`drain`), under the lock."""
+    def add_many(self, batch: Sequence[ExecutionFacts], since_ns: int) -> None:
+        """Measure the durations of executions that ended since ``since_ns`` (or keep them for
+        :meth:`drain`), under the metrics' lock."""
 
     def drain(self) -> None:
         """Measure what :meth:`add` kept; called before each collection."""
@@ -115,6 +126,8 @@ class ExecutionMetrics:
         self._lock = durations.lock if durations is not None else threading.Lock()  # one lock per execution
         if durations is not None:
             durations.follow(exemplar_filter(meter_provider))
+        self._pending: list[ExecutionFacts] = []  # executions not folded into the totals yet
+        self._pending_since = time.time_ns()  # no later than the first pending execution's end
         self._executions: dict[tuple[bool, str], int] = {}  # by success and execution type
         self._lines = [0, 0, 0]  # kept, omitted, omitted bytes
         self._installs: Counter[Labels] = Counter()
@@ -136,21 +149,53 @@ class ExecutionMetrics:
             return found
 
     def record(self, facts: ExecutionFacts) -> None:
-        """Count one execution and measure its durations. Never raises."""
-        self._lock.acquire()  # not ``with``: half the instructions, on every execution's path
+        """Count one execution and measure its durations. Never raises, never waits.
+
+        The execution is kept; the one that brings the kept ones to :data:`FOLD_AT`
+        folds them, unless a fold or a collection holds the lock (then a later one does).
+        """
+        pending = self._pending
+        if not pending:
+            self._pending_since = time.time_ns()
+        pending.append(facts)  # list.append is atomic: no lock on the execution's path
+        if len(pending) >= FOLD_AT and self._lock.acquire(blocking=False):
+            try:
+                self._fold()
+            finally:
+                self._lock.release()
+
+    def fold(self) -> None:
+        """Fold the executions kept so far into the totals (before each collection)."""
+        with self._lock:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Fold the kept executions; the caller holds the lock. Executions kept meanwhile stay."""
+        pending = self._pending
+        count = len(pending)
+        if not count:
+            return
+        since, batch = self._pending_since, pending[:count]
+        del pending[:count]  # what was appended after ``count`` is kept for the next fold
         try:
-            key = (facts.success, facts.execution_type)
-            executions = self._executions
-            executions[key] = executions.get(key, 0) + 1
-            if facts.omitted_lines or facts.omitted_bytes or facts.installs:
-                self._count_rare(facts)
-            else:
-                self._lines[0] += facts.log_lines
-            self._durations.add(facts)
+            self._count(batch)
+            self._durations.add_many(batch, since)
         except Exception:
-            internal_logger().exception("could not record the metrics of an execution")
-        finally:
-            self._lock.release()
+            internal_logger().exception("could not record the metrics of %d executions", count)
+
+    def _count(self, batch: list[ExecutionFacts]) -> None:
+        """Count executions by outcome and type, and their lines (and installs, when they ran any)."""
+        executions = self._executions
+        for key, count in Counter(map(_SUCCESS_AND_TYPE, batch)).items():
+            executions[key] = executions.get(key, 0) + count
+        if any(map(_OMITTED_LINES, batch)) or any(map(_OMITTED_BYTES, batch)) or any(map(_INSTALLS, batch)):
+            for facts in batch:  # some cut lines or ran installs: one by one
+                if facts.omitted_lines or facts.omitted_bytes or facts.installs:
+                    self._count_rare(facts)
+                else:
+                    self._lines[0] += facts.log_lines
+        else:
+            self._lines[0] += sum(map(_LOG_LINES, batch))
 
     def _count_rare(self, facts: ExecutionFacts) -> None:
         """Count an execution that omitted lines or bytes (a cut line), or ran dependency phases."""
@@ -190,6 +235,7 @@ class ExecutionMetrics:
 
     def _observer(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
+            self.fold()
             self._durations.drain()
             with self._lock:
                 totals = self._totals(name)
@@ -219,9 +265,9 @@ class _SdkDurations:
         self._lock = threading.Lock()
         self._draining = False
 
-    def add(self, facts: ExecutionFacts) -> None:
-        """Keep one execution's facts for the next drain."""
-        self._pending.append(facts)  # list.append is atomic: no lock on the execution's path
+    def add_many(self, batch: Sequence[ExecutionFacts], since_ns: int) -> None:
+        """Keep executions' facts for the next drain."""
+        self._pending.extend(batch)
         if len(self._pending) >= _DRAIN_AT and not self._draining:
             self._draining = True
             threading.Thread(target=self.drain, name="flash-metrics-drain", daemon=True).start()
