@@ -45,18 +45,18 @@ def _listening(port: int) -> bool:
         return False
 
 
-def _stop(process: subprocess.Popen[bytes] | None) -> str:
-    """SIGTERM, then wait (SIGKILL past the limit); what it wrote on stderr."""
+def _stop(process: subprocess.Popen[bytes] | None) -> tuple[str, str]:
+    """SIGTERM, then wait (SIGKILL past the limit); what it wrote on stdout and stderr."""
     if process is None:
-        return ""
+        return "", ""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
     try:
-        _, err = process.communicate(timeout=30)
+        out, err = process.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         process.kill()
-        _, err = process.communicate(timeout=10)
-    return (err or b"").decode("utf-8", "replace")
+        out, err = process.communicate(timeout=10)
+    return (out or b"").decode("utf-8", "replace"), (err or b"").decode("utf-8", "replace")
 
 
 class RotelCollector(Started):
@@ -104,7 +104,7 @@ class RotelCollector(Started):
         deadline = time.monotonic() + _START_TIMEOUT_S
         while not (_listening(self.grpc_port) and _listening(self.http_port)):
             if self._process.poll() is not None or time.monotonic() > deadline:
-                msg = f"rotel did not start: {_stop(self._process)}"
+                msg = f"rotel did not start: {_stop(self._process)[1]}"
                 raise RuntimeError(msg)
             time.sleep(0.05)
         return self
@@ -116,7 +116,11 @@ class RotelCollector(Started):
 
 
 class ServedWorker(Started):
-    """``otel-flash serve`` on a free loopback port, its environment ``env`` (plus ``PATH``-like basics)."""
+    """``otel-flash serve`` on a free loopback port, its environment ``env`` (plus ``PATH``-like basics).
+
+    Once stopped (SIGTERM: the worker drains and flushes its telemetry), :attr:`process` holds
+    its exit status, :attr:`out` and :attr:`err` what it wrote.
+    """
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.port = free_port()
@@ -125,29 +129,30 @@ class ServedWorker(Started):
             k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "FLASH_", "LOG_LEVEL"))
         }
         self._env = {**inherited, **env}
-        self._process: subprocess.Popen[bytes] | None = None
-        self.stderr = ""
+        self.process: subprocess.Popen[bytes] | None = None
+        self.out = self.err = ""
 
     def start(self) -> Self:
         """Start serving and wait until ``/ping`` answers 200."""
-        self._process = subprocess.Popen(
+        self.process = subprocess.Popen(
             [OTEL_FLASH, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=self._env,
         )
         deadline = time.monotonic() + _START_TIMEOUT_S
-        while time.monotonic() < deadline and self._process.poll() is None:
+        while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 if httpx.get(f"{self.url}/ping", timeout=5).status_code == 200:
                     return self
             except httpx.TransportError:
                 time.sleep(0.05)
-        msg = f"otel-flash serve did not come up: {_stop(self._process)}"
+        msg = f"otel-flash serve did not come up: {_stop(self.process)[1]}"
         raise RuntimeError(msg)
 
     def stop(self) -> None:
-        """SIGTERM (the worker flushes its telemetry), then wait; keeps its stderr in :attr:`stderr`."""
-        self.stderr = _stop(self._process)
-        self._process = None
+        """SIGTERM (the worker flushes its telemetry), then wait; keeps what it wrote (once)."""
+        process = self.process
+        if process is not None and process.stdout is not None and not process.stdout.closed:
+            self.out, self.err = _stop(process)

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +12,8 @@ import httpx
 import pytest
 
 from tests.requests import HELLO, function_request, stdout_lines
+from tests.stack import OTEL_FLASH, ServedWorker
 
-SCRIPT = str(Path(sys.executable).parent / "otel-flash")
 EXAMPLES = Path(__file__).parent.parent / "examples"
 GATED = """
 import logging, os, time
@@ -44,7 +37,7 @@ def _env() -> dict[str, str]:
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``otel-flash ARGS`` to completion."""
     return subprocess.run(
-        [SCRIPT, *args], input=stdin, capture_output=True, text=True, timeout=90, env=_env(), check=False
+        [OTEL_FLASH, *args], input=stdin, capture_output=True, text=True, timeout=90, env=_env(), check=False
     )
 
 
@@ -146,7 +139,7 @@ def test_stream_prints_lines_live_on_stderr(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     request = _write(tmp_path, function_request(GATED, "gated", str(gate)))
     process = subprocess.Popen(
-        [SCRIPT, "run", "--stream", request],
+        [OTEL_FLASH, "run", "--stream", request],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -167,60 +160,14 @@ def test_serve_runs_the_worker_and_stops_cleanly_on_sigterm() -> None:
 
     Its console shows the worker's own lines, not the lines of executions.
     """
-    with serve(_env()) as served:
+    with ServedWorker({}) as served:
         answer = httpx.post(f"{served.url}/execute", json=function_request(HELLO, "hello", "srv"), timeout=60)
     out, err, process = served.out, served.err, served.process
     assert answer.json()["json_result"] == "Hello, srv!"
-    assert process.returncode == 0, err
+    assert process is not None and process.returncode == 0, err
     assert "| INFO | flash.server | otel-flash worker 0.1.0 ready" in err
     assert "| INFO | flash.server | otel-flash worker stopping: flushing telemetry" in err
     assert "greeting srv" not in out + err
-
-
-def _wait_for_ping(url: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{url}/ping", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    pytest.fail("otel-flash serve did not come up")
-
-
-@dataclass
-class Served:
-    """A running `otel-flash serve`: its URL and process; its output once stopped."""
-
-    url: str
-    process: subprocess.Popen[str]
-    out: str = ""
-    err: str = ""
-
-
-@contextmanager
-def serve(env: dict[str, str]) -> Iterator[Served]:
-    """`otel-flash serve` on a free loopback port with ``env``, up once /ping answers 200.
-
-    On exit it is stopped with SIGTERM and its stdout and stderr are kept on the yielded object.
-    """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [SCRIPT, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    served = Served(f"http://127.0.0.1:{port}", process)
-    try:
-        _wait_for_ping(served.url, process)
-        yield served
-    finally:
-        process.send_signal(signal.SIGTERM)
-        served.out, served.err = process.communicate(timeout=60)
 
 
 def test_run_exports_spans_and_logs_where_otel_variables_say(tmp_path: Path) -> None:
@@ -235,7 +182,7 @@ def test_run_exports_spans_and_logs_where_otel_variables_say(tmp_path: Path) -> 
             "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
         }
         result = subprocess.run(
-            [SCRIPT, "run", request], capture_output=True, text=True, timeout=90, env=env, check=False
+            [OTEL_FLASH, "run", request], capture_output=True, text=True, timeout=90, env=env, check=False
         )
         assert result.returncode == 0, result.stderr
         trace_id = json.loads(result.stdout)["trace_id"]
@@ -267,8 +214,8 @@ def test_serve_exports_user_spans_under_the_call(tmp_path: Path) -> None:
 
     caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     with GrpcReceiver() as receiver:
-        env = {**_env(), "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
-        with serve(env) as served:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+        with ServedWorker(env) as served:
             headers = {"traceparent": f"00-{caller_trace}-00f067aa0ba902b7-01"}
             answer = httpx.post(
                 f"{served.url}/execute",

@@ -251,10 +251,11 @@ def test_serve_refuses_a_public_address_without_a_key() -> None:
     """`otel-flash serve --host 0.0.0.0` without a key exits 2 before listening, saying what to do."""
     import subprocess
 
-    from tests.test_cli import SCRIPT, _env
+    from tests.stack import OTEL_FLASH
+    from tests.test_cli import _env
 
     result = subprocess.run(
-        [SCRIPT, "serve", "--host", "0.0.0.0", "--port", "1"],
+        [OTEL_FLASH, "serve", "--host", "0.0.0.0", "--port", "1"],
         capture_output=True, text=True, timeout=60, env=_env(), check=False,
     )  # fmt: skip
     assert result.returncode == 2

@@ -15,7 +15,7 @@ import pytest
 
 from tests.otlp_receivers import GrpcReceiver, ReceivedSpan
 from tests.requests import HELLO, function_request, stdout_lines
-from tests.test_cli import _env, serve
+from tests.stack import ServedWorker
 
 KEY = "serve-key-0123456789abcdef"
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -53,14 +53,13 @@ def worker() -> Iterator[Worker]:
     """`otel-flash serve` on loopback with FLASH_API_KEY, exporting to a gRPC receiver."""
     with GrpcReceiver() as receiver:
         env = {
-            **_env(),
             "FLASH_API_KEY": KEY,
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",
         }
-        with serve(env) as served:
+        with ServedWorker(env) as served:
             yield Worker(served.url, receiver)
-        assert served.process.returncode == 0, served.err
+        assert served.process is not None and served.process.returncode == 0, served.err
         assert KEY not in served.out + served.err
         exported = [str(span.attributes) for span in receiver.received.spans()]
         exported += [str(log.body) for log in receiver.received.logs()]

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.requests import HELLO, function_request, stdout_lines
-from tests.test_cli import _env, serve
+from tests.stack import ServedWorker
 
 GRACE_S = 2
 LONG = """
@@ -33,14 +33,15 @@ async def f(marker):
 
 
 @pytest.fixture
-def served() -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def served() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`otel-flash serve` with a 2 s shutdown grace period, on a free loopback port."""
-    with serve({**_env(), "FLASH_SHUTDOWN_GRACE_S": str(GRACE_S)}) as worker:
+    with ServedWorker({"FLASH_SHUTDOWN_GRACE_S": str(GRACE_S)}) as worker:
+        assert worker.process is not None
         yield worker.url, worker.process
 
 
 def test_sigterm_answers_running_requests_and_exits_within_grace(
-    served: tuple[str, subprocess.Popen[str]], tmp_path: Path
+    served: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     """Requests still running at SIGTERM (a spinning coroutine too) are answered 'worker shutting
     down'; the process exits soon after."""
@@ -76,7 +77,7 @@ def test_sigterm_answers_running_requests_and_exits_within_grace(
 
 
 def test_new_requests_during_shutdown_are_refused(
-    served: tuple[str, subprocess.Popen[str]], tmp_path: Path
+    served: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     """While draining, a new request is answered 503 (or the socket is already closed)."""
     url, process = served
@@ -97,7 +98,7 @@ def test_new_requests_during_shutdown_are_refused(
     assert process.wait(timeout=30) == 0
 
 
-def test_interrupt_main_does_not_stop_the_worker(served: tuple[str, subprocess.Popen[str]]) -> None:
+def test_interrupt_main_does_not_stop_the_worker(served: tuple[str, subprocess.Popen[bytes]]) -> None:
     """_thread.interrupt_main() from a request leaves uvicorn serving; the request is warned."""
     url, process = served
     code = "import _thread\ndef f():\n    _thread.interrupt_main()\n    return 'done'\n"
