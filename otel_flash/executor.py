@@ -1,8 +1,9 @@
 """``RemoteExecutor``: runs a request as traced phases and captures its log into the response.
 
-One pipeline (:meth:`RemoteExecutor._run`) serves both entry points. It is a
-generator that yields every blocking step (installs, loading user code, the user
-call) as a :class:`_Call`, performed by a :class:`CallRunner`. :meth:`execute_sync`
+One pipeline (:meth:`RemoteExecutor._run`, over the request's phases in
+:mod:`otel_flash._pipeline`) serves both entry points. It is a generator that yields
+every blocking step (installs, loading user code, the user call) as a :class:`_Call`,
+performed by a :class:`CallRunner`. :meth:`execute_sync`
 drives it in the calling thread; :meth:`execute` hands that same drive to one worker
 thread and awaits it (one hand-off per execution), so user code, coroutines
 included, never runs on the caller's event loop and there is one copy of the logic.
@@ -25,8 +26,8 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from otel_flash._internal import SdkDiagnostics
-from otel_flash._phases import Phase, RunState
-from otel_flash._runners import ProcessRunner, Runner, ThreadRunner
+from otel_flash._phases import RunState
+from otel_flash._pipeline import RequestLike, RequestPipeline, caller_context, execution_facts
 from otel_flash.capture import (
     CapturedLog,
     CaptureProcessor,
@@ -43,55 +44,36 @@ from otel_flash.config import FlashConfig
 from otel_flash.dependencies import DependencyInstaller
 from otel_flash.exceptions import WorkerShuttingDown
 from otel_flash.isolation import ProcessIsolation
-from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request, unwrap_envelope
+from otel_flash.protocol import FunctionResponse
 from otel_flash.redaction import Redactor
+from otel_flash.runtime import Call as _Call
 from otel_flash.runtime import (
-    MODULES_PHASE,
     CallRunner,
     CodeCache,
     InstanceRegistry,
     InterpreterState,
-    ModuleFiles,
     ModuleImports,
     Outcome,
     Snapshot,
     TargetLoader,
     Workspace,
     bind_workspace,
-    describe_error,
     interpreter,
     observe_abandoned_threads,
-    record_failure,
-    validate_modules,
-    with_deployed_code,
 )
-from otel_flash.runtime import Call as _Call
 from otel_flash.semconv import (
-    CODE_FUNCTION_NAME,
-    DEPENDENCIES_PYTHON_SPAN,
-    DEPENDENCIES_SYSTEM_SPAN,
     EXECUTE_SPAN,
-    EXECUTION_TYPE,
     FAAS_COLDSTART,
     FAAS_TRIGGER,
-    FUNCTION_CALL_SPAN,
-    FUNCTION_LOAD_SPAN,
-    INSTANCE_ID,
     LOG_LINES,
     LOG_OMITTED_BYTES,
     LOG_OMITTED_LINES,
-    MODULES_COUNT,
-    RESULT_SERIALIZE_SPAN,
     SUCCESS,
-    WORKSPACE_PATH,
-    WORKSPACE_SETUP_SPAN,
 )
 from otel_flash.telemetry import (
     ColdStart,
-    ExecutionFacts,
     LightTracer,
     Telemetry,
-    extract_context,
     format_trace_id,
     light_processors,
     records_observed,
@@ -104,7 +86,6 @@ from otel_flash.telemetry import (
 __all__ = ["RemoteExecutor", "RequestLike"]
 
 _log = logging.getLogger("flash.executor")
-RequestLike = FunctionRequest | Mapping[str, Any]
 _LoggingSnapshot = tuple[tuple[logging.Handler, ...], int]
 
 
@@ -165,6 +146,15 @@ class RemoteExecutor:
             )
             if self.config.isolation == "process"
             else None
+        )
+        self._pipeline = RequestPipeline(
+            self.config,
+            self._dependencies,
+            self._targets,
+            self._imports,
+            self._isolation,
+            self._interpreter,
+            self._redact,
         )
         self._closed = False
 
@@ -326,7 +316,7 @@ class RemoteExecutor:
         own = bound(None)
         token = otel_context.attach(own)  # a bad trace_context warns into this log
         try:
-            caller = _caller_context(payload, trace_headers)
+            caller = caller_context(payload, trace_headers)
             parent = own if caller is None else bound(caller)
             coldstart = self._coldstart.take()
             if state.spans_observed:
@@ -337,7 +327,7 @@ class RemoteExecutor:
                 root = unobserved_span(parent)
             root_token = otel_context.attach(trace.set_span_in_context(root, parent))
             try:
-                fields = yield from self._outcome(payload, root, state, interpreter_before, restored)
+                fields = yield from self._pipeline.outcome(payload, root, state, interpreter_before, restored)
                 captured = self._finish(log, root, state, fields["success"], logging_before, restored)
             finally:
                 otel_context.detach(root_token)
@@ -352,7 +342,7 @@ class RemoteExecutor:
             fields.setdefault("instance_info", state.instance.info())
         total_ms = (time.perf_counter_ns() - started) / 1e6
         if self._metrics is not None:
-            self._metrics.record(_facts(root, state, fields["success"], total_ms, captured))
+            self._metrics.record(execution_facts(root, state, fields["success"], total_ms, captured))
         report = report_line(
             fields["trace_id"],
             total_ms,
@@ -377,34 +367,6 @@ class RemoteExecutor:
         if self._stdio is not None:
             self._stdio.ensure_installed()
         return self._bridge.snapshot(), self._interpreter.snapshot()
-
-    def _outcome(
-        self,
-        payload: RequestLike,
-        root: trace.Span,
-        state: RunState,
-        before: Snapshot,
-        restored: list[str],
-    ) -> Generator[_Call, Any, dict[str, Any]]:
-        """The phases' response fields, or those of their failure.
-
-        What user code did to the interpreter is undone first (into ``restored``): a log
-        record factory that raises must be gone before otel_flash logs anything. The
-        pipeline never runs on an event loop, so a ``CancelledError`` comes from user code
-        and is a failure like any other.
-        """
-        try:
-            try:
-                runner, files = yield from self._phases(payload, state)
-                return (yield from self._target_phases(runner, state, files))
-            finally:
-                restored += self._interpreter.restore(before)
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            record_failure(root, exc, self._redact, event=state.failed_phase is None)
-            _log.error("execution failed: %s: %s", type(exc).__name__, exc)
-            return {"success": False, "error": self._redact(describe_error(exc))}
 
     def _finish(
         self,
@@ -437,101 +399,6 @@ class RemoteExecutor:
         )
         return captured
 
-    def _phases(
-        self, payload: RequestLike, state: RunState
-    ) -> Generator[_Call, Any, tuple[Runner, ModuleFiles | None]]:
-        """The request parsed, its workspace, dependencies and module files set up; its runner."""
-        request = parse_request(payload)
-        if request.deployed:
-            request = with_deployed_code(request, self.config.functions_module)
-        if request.modules:
-            validate_modules(request.modules, self.config.max_modules, self.config.max_modules_bytes)
-        attributes = state.root_attributes
-        attributes[EXECUTION_TYPE] = request.execution_type
-        if request.instance_id:
-            attributes[INSTANCE_ID] = request.instance_id
-        workspace = state.workspace
-        installs = bool(request.system_dependencies or request.dependencies)
-        if installs or workspace.persistent:  # else made on first use
-            with self._phase(WORKSPACE_SETUP_SPAN, state) as span:
-                path = yield _Call(workspace.path)
-                span.set_attribute(WORKSPACE_PATH, str(path))
-        where = {"cwd": str(workspace.path())} if installs else {}
-        if request.system_dependencies:
-            with self._phase(DEPENDENCIES_SYSTEM_SPAN, state):
-                yield _Call(self._dependencies.install_system, (request.system_dependencies,), where)
-        if request.dependencies:
-            with self._phase(DEPENDENCIES_PYTHON_SPAN, state):
-                yield _Call(self._dependencies.install_python, (request.dependencies,), where)
-        limit = self._time_limit(request)
-        files = (yield from self._module_files(request, state)) if request.modules else None
-        try:
-            return self._runner(request, state, limit, files), files
-        except BaseException:
-            if files is not None:
-                files.close()
-            raise
-
-    def _runner(
-        self, request: FunctionRequest, state: RunState, limit: float | None, files: ModuleFiles | None
-    ) -> Runner:
-        """Where the target runs: in this process, or in a function process (its session)."""
-        if self._isolation is None:
-            return ThreadRunner(self._targets, request, state, limit)
-        modules_path = str(files.path) if files is not None else None
-        return ProcessRunner(self._isolation.session(request, limit, state.workspace, modules_path))
-
-    def _module_files(self, request: FunctionRequest, state: RunState) -> Generator[_Call, Any, ModuleFiles]:
-        """The request's ``modules`` (validated already) written to a directory."""
-        with self._phase(MODULES_PHASE, state) as span:
-            span.set_attribute(MODULES_COUNT, len(request.modules))
-            files: ModuleFiles = yield _Call(ModuleFiles, (request.modules,))
-        return files
-
-    def _target_phases(
-        self, runner: Runner, state: RunState, files: ModuleFiles | None
-    ) -> Generator[_Call, Any, dict[str, Any]]:
-        """Load, call and serialize the target (either isolation mode), then finish the runner.
-
-        One generator over both modes, called from :meth:`_outcome` (not :meth:`_phases`):
-        every step of every request passes through each generator layer. ``files`` are
-        importable meanwhile in thread mode, and removed at the end.
-        """
-        try:
-            with self._imports.active(files if self._isolation is None else None):
-                try:
-                    with self._phase(FUNCTION_LOAD_SPAN, state):
-                        qualname = runner.loaded((yield runner.load()))
-                    state.root_attributes[CODE_FUNCTION_NAME] = qualname
-                    with self._phase(FUNCTION_CALL_SPAN, state, {CODE_FUNCTION_NAME: qualname}):
-                        runner.called((yield runner.call()))
-                    with self._phase(RESULT_SERIALIZE_SPAN, state):
-                        encoded = runner.serialize()
-                        if isinstance(encoded, _Call):
-                            encoded = yield encoded
-                except GeneratorExit:
-                    runner.abort()
-                    raise
-                except BaseException:
-                    if (finish := runner.finish()) is not None:
-                        yield finish
-                    raise
-                if (finish := runner.finish()) is not None:
-                    yield finish
-                return {"success": True, **encoded}
-        finally:
-            if files is not None:
-                files.close()
-
-    def _time_limit(self, request: FunctionRequest) -> float | None:
-        """The request's limit, else the configured one; capped by ``max_timeout_s``."""
-        limit = request.timeout_s or self.config.timeout_s
-        cap = self.config.max_timeout_s
-        return cap if cap is not None and (limit is None or limit > cap) else limit
-
-    def _phase(self, name: str, state: RunState, attributes: Mapping[str, str] | None = None) -> Phase:
-        return Phase(name, state, attributes, self._redact)
-
     def _execution_tracer(self) -> trace.Tracer:
         """Light spans (:mod:`~otel_flash.telemetry.spans`) when only our queues take spans, else SDK ones."""
         provider = self._telemetry.tracer_provider
@@ -551,43 +418,3 @@ def _advance(steps: Generator[_Call, Any, FunctionResponse], outcome: Outcome) -
     except StopIteration as stop:
         response: FunctionResponse = stop.value
         return response
-
-
-def _facts(
-    root: trace.Span, state: RunState, success: bool, total_ms: float, captured: CapturedLog
-) -> ExecutionFacts:
-    """What the metrics of one execution are made of: timings and counts already at hand."""
-    execution_type = state.root_attributes.get(EXECUTION_TYPE, "unknown")
-    return tuple.__new__(  # the NamedTuple's own __new__ is a Python call, 3x the cost of this
-        ExecutionFacts,
-        (
-            root.get_span_context(),
-            success,
-            execution_type,
-            state.phases_ms,
-            state.failed_phase,
-            total_ms,
-            captured.total_lines,
-            captured.omitted_lines,
-            captured.omitted_bytes,
-            state.installs,
-        ),
-    )
-
-
-def _carrier_of(payload: RequestLike) -> Mapping[str, str] | None:
-    """The W3C carrier of a request not parsed yet (its envelope unwrapped as parsing will)."""
-    if isinstance(payload, FunctionRequest):
-        return payload.trace_context
-    if not isinstance(payload, Mapping):
-        return None
-    carrier = unwrap_envelope(payload).get("trace_context")
-    return carrier if isinstance(carrier, Mapping) else None
-
-
-def _caller_context(payload: RequestLike, headers: Mapping[str, str] | None) -> otel_context.Context | None:
-    """The caller's context: the request's ``trace_context``, else the transport's trace headers."""
-    carrier = _carrier_of(payload)
-    if carrier:
-        return extract_context(carrier)
-    return extract_context(headers, origin="traceparent header") if headers else None
