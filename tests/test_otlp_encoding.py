@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -37,8 +38,11 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
+from otel_flash.export_settings import BatchSettings
+from otel_flash.telemetry.delivery import BoundedSpanProcessor, DeliveryLedger
 from otel_flash.telemetry.otlp_encoding import LogEncoder, SpanEncoder
-from otel_flash.telemetry.span_data import EncodableSpan, SpanData
+from otel_flash.telemetry.span_data import span_data
+from otel_flash.telemetry.spans import LightTracer
 
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 SCALARS = (
@@ -248,28 +252,30 @@ def test_encodings_kept_between_batches_follow_each_object() -> None:
         assert ExportTraceServiceRequest.FromString(encoder.encode(spans)) == encode_spans(spans)
 
 
-def test_an_encodable_span_reads_as_the_sdk_span_it_is() -> None:
-    """What a light span becomes: its SDK properties are its data; it encodes as the stock encoder does."""
-    data = SpanData(
-        _context(3),
-        _context(1, remote=True),
-        "flash.function.call",
-        SpanKind.INTERNAL,
-        1_700_000_000_000_000_000,
-        1_700_000_000_000_300_000,
-        {"code.function.name": "hello", "n": 2},
-        [Event("exception", {"exception.type": "ValueError"}, 1_700_000_000_000_200_000)],
-        Status(StatusCode.ERROR, "bad input"),
-        RESOURCES[0],
-        SCOPES[0],
-    )
-    span = EncodableSpan(data)
-    seen = (span.context, span.parent, span.name, span.kind, span.start_time, span.end_time)
-    assert seen == data[:6]
-    assert (dict(span.attributes or {}), list(span.events), span.status) == (
-        data.attributes,
-        data.events,
-        data.status,
-    )
-    assert (span.resource, span.instrumentation_scope, span.links) == (data.resource, data.scope, ())
-    assert _spans_request([span]) == encode_spans([span])
+def test_a_light_span_reads_as_the_sdk_span_it_is() -> None:
+    """What reaches the export queue: its SDK properties are its data; it encodes as stock encoders do."""
+    exporter = InMemorySpanExporter()
+    processor = BoundedSpanProcessor(exporter, BatchSettings(), DeliveryLedger("spans", "memory"))
+    tracer = LightTracer(TracerProvider(resource=RESOURCES[0], shutdown_on_exit=False), (processor,))
+    caller = set_span_in_context(NonRecordingSpan(_context(1, remote=True)))
+    root = tracer.start_span("flash.execute", caller, SpanKind.SERVER, {"faas.trigger": "http", "n": 2})
+    call = tracer.start_span("flash.function.call", set_span_in_context(root), attributes={"code": "hello"})
+    call.record_exception(ValueError("bad input"))
+    call.set_status(Status(StatusCode.ERROR, "bad input"))
+    call.end()
+    root.end()
+    processor.force_flush()
+    finished = exporter.get_finished_spans()
+    assert [span.name for span in finished] == ["flash.execute", "flash.function.call"]
+    for span in finished:
+        data = span_data(span)
+        assert (span.context, span.parent, span.name, span.kind, span.start_time, span.end_time) == data[:6]
+        assert (dict(span.attributes or {}), list(span.events), span.status) == (
+            data.attributes,
+            list(data.events),
+            data.status,
+        )
+        assert (span.resource, span.instrumentation_scope, span.links) == (data.resource, data.scope, ())
+        assert json.loads(span.to_json())["name"] == span.name
+    assert _spans_request(finished) == encode_spans(finished)
+    processor.shutdown()

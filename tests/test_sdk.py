@@ -7,15 +7,15 @@ from importlib import metadata
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import (
-    BatchLogRecordProcessor,
     InMemoryLogRecordExporter,
     SimpleLogRecordProcessor,
 )
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, AlwaysOnExemplarFilter, MeterProvider
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanContext, TraceFlags
 
 from otel_flash.telemetry import sdk
 
@@ -97,14 +97,21 @@ def test_enable_undoes_otel_sdk_disabled(monkeypatch: pytest.MonkeyPatch) -> Non
     assert enabled.get_tracer("t").start_span("s").get_span_context().is_valid
 
 
-def test_the_batch_processors_queue_is_reached_below_on_end_and_on_emit() -> None:
-    """``batch_queue`` finds the shared batch processor's ``emit`` of both SDK batch processors."""
-    span_processor = BatchSpanProcessor(InMemorySpanExporter())
-    log_processor = BatchLogRecordProcessor(InMemoryLogRecordExporter())  # type: ignore[no-untyped-call]  # SDK lacks annotation
-    try:
-        assert sdk.batch_queue(span_processor) is not None
-        assert sdk.batch_queue(log_processor) is not None
-    finally:
-        span_processor.shutdown()  # type: ignore[no-untyped-call]  # SDK lacks annotation
-        log_processor.shutdown()  # type: ignore[no-untyped-call]  # SDK lacks annotation
-    assert sdk.batch_queue(SimpleSpanProcessor(InMemorySpanExporter())) is None
+def test_readable_span_fields_are_the_ones_its_constructor_sets() -> None:
+    """A class setting ``READABLE_SPAN_FIELDS`` itself sets every field a ``ReadableSpan`` reads."""
+    assert set(vars(ReadableSpan("s"))) == set(sdk.READABLE_SPAN_FIELDS)
+
+
+def test_a_sampled_span_context_is_the_one_the_api_builds() -> None:
+    """Built without the constructor, it equals and reads as ``SpanContext(...)``."""
+    built = sdk.sampled_span_context(2**128 - 1, 1)
+    expected = SpanContext(2**128 - 1, 1, False, TraceFlags(TraceFlags.SAMPLED))
+    assert built == expected
+    assert (built.trace_id, built.span_id, built.is_remote, built.trace_flags, built.trace_state) == (
+        expected.trace_id,
+        expected.span_id,
+        False,
+        expected.trace_flags,
+        expected.trace_state,
+    )
+    assert built.is_valid and type(built) is SpanContext

@@ -4,9 +4,10 @@ An execution only ever appends a finished span or log record to a bounded queue;
 a background thread exports batches. When the queue is full the item is dropped
 at once, and when an export fails its batch is lost. Both are counted in a
 :class:`DeliveryLedger` and reported on ``flash.internal`` (the worker's own
-stderr), at most once per interval, never into a user's captured stdout: the SDK's
-own "queue full" warning, which would be logged in the execution's context, is
-never reached because the queue bound is enforced here first.
+stderr), at most once per interval, never into a user's captured stdout. The queue
+and its export thread are otel_flash's own (:mod:`otel_flash.telemetry.export_queue`),
+so the SDK's "queue full" warning, which would be logged in the execution's
+context, is never logged by them.
 """
 
 from __future__ import annotations
@@ -20,19 +21,15 @@ from typing import Any
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
-from opentelemetry.sdk._logs.export import (
-    BatchLogRecordProcessor,
-    LogRecordExporter,
-    LogRecordExportResult,
-)
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_flash._internal import internal_logger
 from otel_flash.export_settings import BatchSettings
-from otel_flash.telemetry.sdk import batch_queue
+from otel_flash.telemetry.export_queue import ExportQueue
 from otel_flash.telemetry.wrapping import WrappingExporter, WrappingMetricExporter
 
 
@@ -223,19 +220,11 @@ def _data_points(metrics_data: MetricsData) -> int:
 
 
 class BoundedSpanProcessor(SpanProcessor):
-    """A :class:`BatchSpanProcessor` whose queue bound is enforced, and counted, before it."""
+    """Batches sampled spans for ``exporter`` in an :class:`ExportQueue` whose bound ``ledger`` counts."""
 
     def __init__(self, exporter: SpanExporter, batch: BatchSettings, ledger: DeliveryLedger) -> None:
         self.ledger = ledger
-        self._limit = batch.max_queue_size
-        self._batch = BatchSpanProcessor(
-            CountingSpanExporter(exporter, ledger),
-            max_queue_size=batch.max_queue_size,
-            schedule_delay_millis=batch.schedule_delay_ms,
-            max_export_batch_size=batch.max_export_batch_size,
-            export_timeout_millis=batch.export_timeout_ms,
-        )
-        self._queue = batch_queue(self._batch)
+        self._queue = ExportQueue[ReadableSpan](CountingSpanExporter(exporter, ledger), batch, ledger)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Nothing to do when a span starts."""
@@ -243,56 +232,41 @@ class BoundedSpanProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         """Queue a sampled span unless the queue is full."""
         if span.context is None or not span.context.trace_flags.sampled:
-            return  # the batch processor ignores these too; counting them would leak
-        if self.ledger.accept(self._limit):
-            self._batch.on_end(span)
+            return  # the SDK's batch processor ignores these too; counting them would leak
+        self._queue.put(span)
 
     def on_end_many(self, spans: Sequence[ReadableSpan]) -> None:
         """Queue several sampled spans at once (an execution's, see :mod:`otel_flash.telemetry.spans`)."""
-        taken = self.ledger.accept_many(len(spans), self._limit)
-        queue = self._queue or self._batch.on_end
-        for span in spans[:taken]:
-            queue(span)
+        self._queue.put_many(spans)
 
     def shutdown(self) -> None:
         """Export what is queued and stop (may wait on the exporter; bound it from outside)."""
-        self._batch.shutdown()  # type: ignore[no-untyped-call]  # SDK method lacks annotations
+        self._queue.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Export what is queued now."""
-        return self._batch.force_flush(timeout_millis)
+        return self._queue.force_flush()
 
 
 class BoundedLogRecordProcessor(LogRecordProcessor):
-    """A :class:`BatchLogRecordProcessor` whose queue bound is enforced, and counted, before it."""
+    """Batches log records for ``exporter`` in an :class:`ExportQueue` whose bound ``ledger`` counts."""
 
     def __init__(self, exporter: LogRecordExporter, batch: BatchSettings, ledger: DeliveryLedger) -> None:
         self.ledger = ledger
-        self._limit = batch.max_queue_size
-        self._batch = BatchLogRecordProcessor(
-            CountingLogRecordExporter(exporter, ledger),
-            schedule_delay_millis=batch.schedule_delay_ms,
-            max_export_batch_size=batch.max_export_batch_size,
-            export_timeout_millis=batch.export_timeout_ms,
-            max_queue_size=batch.max_queue_size,
-        )
-        self._queue = batch_queue(self._batch)
+        counted = CountingLogRecordExporter(exporter, ledger)
+        self._queue = ExportQueue[ReadableLogRecord](counted, batch, ledger)
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        """Queue the record unless the queue is full."""
-        if self.ledger.accept(self._limit):
-            if self._queue is not None:
-                self._queue(_readable(log_record))
-            else:
-                self._batch.on_emit(log_record)
+        """Queue a copy of the record unless the queue is full."""
+        self._queue.put(_readable(log_record))
 
     def shutdown(self) -> None:
         """Export what is queued and stop (may wait on the exporter; bound it from outside)."""
-        self._batch.shutdown()  # type: ignore[no-untyped-call]  # SDK method lacks annotations
+        self._queue.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Export what is queued now."""
-        return self._batch.force_flush(timeout_millis)
+        return self._queue.force_flush()
 
 
 _NO_CONTEXT = Context()  # what every queued log record holds instead of its execution's context

@@ -18,6 +18,7 @@ encoded (an unknown type, an integer outside int64) is left out and reported on
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
@@ -26,9 +27,10 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import DEFAULT_TRACE_STATE
 
 from otel_flash._internal import internal_logger
-from otel_flash.telemetry.span_data import UNSET, SpanData, plain_attributes, span_data
+from otel_flash.telemetry.span_data import UNSET, EncodableSpan, SpanData, plain_attributes, span_data
 
 __all__ = ["LogEncoder", "SpanEncoder"]
 
@@ -227,16 +229,21 @@ class _Request(Generic[_Item]):
         """The request's bytes: ``item`` encodes one, ``owner`` gives its (resource, scope)."""
         groups: dict[Resource, dict[InstrumentationScope | None, list[bytes]]] = {}
         by_id: dict[tuple[int, int], list[bytes]] = {}
-        last: tuple[object, object, list[bytes]] = (None, None, [])
+        last_resource: object = None
+        last_scope: object = None
+        group: list[bytes] = []
         for one in items:
             resource, scope = owner(one)
-            if resource is not last[0] or scope is not last[1]:  # else the same group as the one before
-                encoded = by_id.get((id(resource), id(scope)))
-                if encoded is None:
-                    encoded = groups.setdefault(resource, {}).setdefault(scope or None, [])
-                    by_id[(id(resource), id(scope))] = encoded
-                last = (resource, scope, encoded)
-            last[2].append(_field(b"\x12", item(one)))
+            if resource is not last_resource or scope is not last_scope:  # else the group of the one before
+                found = by_id.get((id(resource), id(scope)))
+                if found is None:
+                    found = groups.setdefault(resource, {}).setdefault(scope or None, [])
+                    by_id[(id(resource), id(scope))] = found
+                group, last_resource, last_scope = found, resource, scope
+            encoded = item(one)
+            size = len(encoded)
+            group.append(b"\x12" + _BYTES[size] if size < 0x80 else b"\x12" + _varint(size))  # field head
+            group.append(encoded)  # and body (joined with it later)
         return b"".join([_field(b"\x0a", self._resource_group(*group)) for group in groups.items()])
 
     def _resource_group(
@@ -283,34 +290,37 @@ class SpanEncoder:
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         """The request carrying ``spans``."""
-        return self._request.encode(map(span_data, spans), self._span, _span_owner)
+        data = [span.data if isinstance(span, EncodableSpan) else span_data(span) for span in spans]
+        return self._request.encode(data, self._span, _SPAN_OWNER)
 
     def _span(self, span: SpanData) -> bytes:
-        context, parent, name, kind, start, end, attributes, events, status = span[:9]
-        trace_id = context.trace_id
-        parts = [_IDS.pack(0x0A, 16, trace_id >> 64, trace_id & _M64, 0x12, 8, context.span_id)]
-        if context.trace_state:
-            state = ",".join([f"{key}={value}" for key, value in context.trace_state.items()])
+        (context, parent, name, kind, start, end, attributes, events, status) = span[:9]
+        trace_id, span_id, _, _, trace_state, _ = context  # a SpanContext is this tuple (see sdk)
+        parts = [_IDS.pack(0x0A, 16, trace_id >> 64, trace_id & _M64, 0x12, 8, span_id)]
+        if trace_state is not DEFAULT_TRACE_STATE and trace_state:
+            state = ",".join([f"{key}={value}" for key, value in trace_state.items()])
             parts.append(_text(b"\x1a", state))
         if parent is not None:
-            parts.append(_SPAN_ID.pack(0x22, 8, parent.span_id))
+            parts.append(_SPAN_ID.pack(0x22, 8, parent[1]))
         if name:
             parts.append(self._names.get(name) or self._name(name))
-        parts.append(_SPAN_KINDS[kind.value])
+        parts.append(_SPAN_KINDS[kind._value_])  # an enum's value without its descriptor's Python call
         parts.append(_TIMES.pack(0x39, start, 0x41, end) if start and end else _times(0x39, start, 0x41, end))
-        parts += self._attributes.fields(b"\x4a", attributes)
-        if span.dropped_attributes:
-            parts.append(b"\x50" + _varint(span.dropped_attributes))
+        if attributes:
+            parts += self._attributes.fields(b"\x4a", attributes)
+        links, dropped_attributes, dropped_events, dropped_links = span[11:]
+        if dropped_attributes:
+            parts.append(b"\x50" + _varint(dropped_attributes))
         if events:
             parts += [_field(b"\x5a", self._event(event)) for event in events]
-        if span.dropped_events:
-            parts.append(b"\x60" + _varint(span.dropped_events))
-        if span.links:
-            parts += [_field(b"\x6a", self._link(link)) for link in span.links]
-        if span.dropped_links:
-            parts.append(b"\x70" + _varint(span.dropped_links))
+        if dropped_events:
+            parts.append(b"\x60" + _varint(dropped_events))
+        if links:
+            parts += [_field(b"\x6a", self._link(link)) for link in links]
+        if dropped_links:
+            parts.append(b"\x70" + _varint(dropped_links))
         parts.append(_UNSET_STATUS if status is UNSET else _field(b"\x7a", _status(status)))
-        parts.append(_REMOTE_PARENT if parent is not None and parent.is_remote else _LOCAL_PARENT)
+        parts.append(_REMOTE_PARENT if parent is not None and parent[2] else _LOCAL_PARENT)
         return b"".join(parts)
 
     def _event(self, event: Any) -> bytes:
@@ -333,8 +343,7 @@ class SpanEncoder:
         return b"".join(parts)
 
 
-def _span_owner(span: SpanData) -> tuple[Resource, InstrumentationScope | None]:
-    return span.resource, span.scope
+_SPAN_OWNER = operator.itemgetter(9, 10)  # a SpanData's resource and scope
 
 
 def _times(first_tag: int, first: int | None, second_tag: int, second: int | None) -> bytes:
@@ -362,7 +371,7 @@ class LogEncoder:
     def encode(self, records: Sequence[ReadableLogRecord]) -> bytes:
         """The request carrying ``records``; a body that cannot be encoded fails the batch, as stock."""
         try:
-            return self._request.encode(records, self._record, _record_owner)
+            return self._request.encode(records, self._record, _RECORD_OWNER)
         except _ValueError as exc:
             raise ValueError(str(exc)) from exc
 
@@ -398,5 +407,4 @@ class LogEncoder:
         return encoded
 
 
-def _record_owner(record: ReadableLogRecord) -> tuple[Resource, InstrumentationScope | None]:
-    return record.resource, record.instrumentation_scope
+_RECORD_OWNER = operator.attrgetter("resource", "instrumentation_scope")

@@ -1,4 +1,4 @@
-"""The one place otel_flash touches the OpenTelemetry SDK's internals.
+"""The one place otel_flash touches the OpenTelemetry SDK's internals (and the API's ``SpanContext`` layout).
 
 Providers otel_flash builds (:func:`new_tracer_provider`, :func:`new_logger_provider`)
 get processor lists of our own through the public constructor arguments
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, SynchronousMultiLogRecordProcessor
@@ -22,18 +22,20 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExpor
 from opentelemetry.sdk.metrics.view import Aggregation
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
+from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanContext, TraceFlags
 
 __all__ = [
     "CHECKED_SDK_VERSION",
+    "READABLE_SPAN_FIELDS",
     "LogRecordProcessors",
     "SpanProcessors",
-    "batch_queue",
     "enable",
     "exemplar_filter",
     "log_record_processors",
     "metric_preferences",
     "new_logger_provider",
     "new_tracer_provider",
+    "sampled_span_context",
     "span_end_hook",
     "span_processors",
 ]
@@ -42,6 +44,29 @@ CHECKED_SDK_VERSION = "1.45.1"
 """The opentelemetry-sdk release whose private attributes the readers below were checked against."""
 
 _P = TypeVar("_P")
+
+READABLE_SPAN_FIELDS = (
+    "_attributes",
+    "_context",
+    "_end_time",
+    "_events",
+    "_instrumentation_info",
+    "_instrumentation_scope",
+    "_kind",
+    "_links",
+    "_name",
+    "_parent",
+    "_resource",
+    "_start_time",
+    "_status",
+)
+"""The fields ``ReadableSpan.__init__`` sets and its properties and ``to_json`` read (SDK private).
+
+A span class that sets them itself (:class:`~otel_flash.telemetry.spans.LightSpan`)
+is read by any exporter as the ``ReadableSpan`` it is, without a constructor call of
+13 arguments per span.
+"""
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
 class SpanProcessors(SynchronousMultiSpanProcessor):
@@ -166,14 +191,11 @@ def enable(provider: _P) -> _P:
     return provider
 
 
-def batch_queue(processor: object) -> Callable[[Any], None] | None:
-    """What appends one item to an SDK batch span or log record processor's queue; None if unknown.
+def sampled_span_context(trace_id: int, span_id: int) -> SpanContext:
+    """``SpanContext(trace_id, span_id, False, TraceFlags(SAMPLED))``, for ids known to be valid.
 
-    ``BatchSpanProcessor.on_end`` checks the span's sampling first and
-    ``BatchLogRecordProcessor.on_emit`` copies the record into a ``ReadableLogRecord``
-    (``copy.copy``, 2-3 µs); otel_flash's bounded processors do both themselves, more
-    cheaply, and queue through the SDK's private shared batch processor.
+    Built as the tuple the API's ``SpanContext`` is (its fields in order, then whether
+    it is valid), without its constructor's Python-level checks: ``0 < trace_id < 2**128``
+    and ``0 < span_id < 2**64`` are the caller's to guarantee.
     """
-    queue = getattr(processor, "_batch_processor", None)  # SDK private
-    emit = getattr(queue, "emit", None)
-    return emit if callable(emit) else None
+    return tuple.__new__(SpanContext, (trace_id, span_id, False, _SAMPLED, DEFAULT_TRACE_STATE, True))

@@ -1,10 +1,10 @@
-"""A span's exported fields in one tuple, and the SDK span a light span becomes when it ends.
+"""A span's exported fields in one tuple, and the SDK span that carries them.
 
 Reading an SDK ``ReadableSpan`` field by field costs a property call each (and its
 ``attributes``, ``events`` and ``links`` build a proxy or a tuple every time): ~2 µs
 per span. The OTLP encoder (:mod:`otel_flash.telemetry.otlp_encoding`) and the
 redacting exporter read :func:`span_data` instead, which an :class:`EncodableSpan`
-(what :mod:`otel_flash.telemetry.spans` hands to the export queues) answers at once.
+(a light span of :mod:`otel_flash.telemetry.spans`, once ended) answers at once.
 """
 
 from __future__ import annotations
@@ -44,33 +44,19 @@ class SpanData(NamedTuple):
 
 
 class EncodableSpan(ReadableSpan):
-    """An SDK span that also carries its :class:`SpanData` (what a light span becomes when it ends).
+    """An SDK span that also carries its :class:`SpanData` (a light span, once it has ended).
 
-    Its SDK view (``ReadableSpan``'s fields) is built from the data the first time
-    something reads it: otel_flash's encoder and redactor read :attr:`data` only, so
-    on the way to the export queue a light span costs one tuple.
+    Subclasses set :attr:`data`; otel_flash's encoder and redactor read it instead of
+    the ``ReadableSpan`` properties.
     """
 
-    def __init__(self, data: SpanData) -> None:  # no super().__init__: see __getattr__
-        self.data = data
-
-    def __getattr__(self, name: str) -> Any:
-        """Build the SDK view on the first read of one of its fields, then answer from it."""
-        fields = self.__dict__
-        if name.startswith("__") or "data" not in fields or "_name" in fields:
-            raise AttributeError(name)
-        data: SpanData = fields["data"]
-        context, parent, title, kind, start, end, attrs, events, status, resource, scope = data[:11]
-        # positionally, in ReadableSpan's order
-        ReadableSpan.__init__(
-            self, title, context, parent, resource, attrs, events, (), kind, None, status, start, end, scope
-        )
-        return object.__getattribute__(self, name)
+    __slots__ = ("data",)
+    data: SpanData
 
 
 def span_data(span: ReadableSpan) -> SpanData:
     """What the encoder reads of ``span``: its own :class:`SpanData` if it has one, else read now."""
-    if type(span) is EncodableSpan:
+    if isinstance(span, EncodableSpan):
         return span.data
     return SpanData(
         span.context,

@@ -4,9 +4,10 @@ An SDK span costs 15-25 µs to start and end (sampler, id generator, bounded
 attributes, locks, a processor call per span). When the only span processors are
 otel_flash's own export queues (:class:`~otel_flash.telemetry.delivery.BoundedSpanProcessor`)
 and the sampler is the default, nobody needs a span before it ends: a
-:class:`LightSpan` records its name, ids, attributes, events and status in plain
-fields, and when an execution's root span ends, it and its ended children become
-SDK ``ReadableSpan`` s handed to the queues together (one call per execution).
+:class:`LightSpan` records its name, ids, attributes, events and status in the
+fields of an SDK ``ReadableSpan``, and when an execution's root span ends, it and
+its ended children are handed to the queues as they are, together (one call per
+execution).
 User code still sees real ids in the context (its own spans and log records
 parent correctly); the spans exported are those the SDK would have exported.
 """
@@ -21,17 +22,15 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, TracerProvider
 from opentelemetry.sdk.trace.sampling import DEFAULT_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.util import types
 
 from otel_flash.telemetry.delivery import BoundedSpanProcessor
-from otel_flash.telemetry.sdk import span_processors
+from otel_flash.telemetry.sdk import READABLE_SPAN_FIELDS, sampled_span_context, span_processors
 from otel_flash.telemetry.span_data import UNSET, EncodableSpan, SpanData
-
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
 def light_processors(provider: trace.TracerProvider) -> tuple[BoundedSpanProcessor, ...]:
@@ -80,7 +79,7 @@ class LightTracer(trace.Tracer):
             else:
                 trace_id = parent_context.trace_id
             root = None
-        own = SpanContext(trace_id, random.getrandbits(64) or 1, False, _SAMPLED)
+        own = sampled_span_context(trace_id, random.getrandbits(64) or 1)
         return LightSpan(self, name, own, parent_context, kind, attributes, root)
 
     def start_as_current_span(self, *args: Any, **kwargs: Any) -> Iterator[trace.Span]:  # type: ignore[override]  # unused
@@ -88,29 +87,22 @@ class LightTracer(trace.Tracer):
         raise NotImplementedError
 
     def export(self, spans: Sequence[LightSpan]) -> None:
-        """Hand ended spans to every processor, as SDK spans, in one call each."""
-        readable = [span.readable() for span in spans]
+        """Hand ended spans to every processor, in one call each."""
         for processor in self.processors:
-            processor.on_end_many(readable)
+            processor.on_end_many(spans)
 
 
-class LightSpan(trace.Span):
-    """A recording span kept in plain fields until its execution's root ends."""
+class LightSpan(trace.Span, EncodableSpan):
+    """A recording span in plain fields, handed to the export queues as it is when its execution's root ends.
 
-    __slots__ = (
-        "_attributes",
-        "_children",
-        "_context",
-        "_end",
-        "_events",
-        "_kind",
-        "_name",
-        "_parent",
-        "_root",
-        "_start",
-        "_status",
-        "_tracer",
-    )
+    Its fields are those of the SDK's ``ReadableSpan``
+    (:data:`~otel_flash.telemetry.sdk.READABLE_SPAN_FIELDS`), so any exporter reads it
+    as one; when it ends it also keeps its :class:`SpanData` for otel_flash's encoder
+    and redactor.
+    """
+
+    __slots__ = (*READABLE_SPAN_FIELDS, "_children", "_root", "_tracer")
+    _context: SpanContext  # never None here
 
     def __init__(
         self,
@@ -129,9 +121,13 @@ class LightSpan(trace.Span):
         self._kind = kind
         self._attributes: dict[str, Any] = dict(attributes) if attributes else {}
         self._events: list[Event] | tuple[()] = ()  # a list once an event is added (most spans have none)
+        self._links = ()
         self._status = UNSET
-        self._start = time.time_ns()
-        self._end: int | None = None
+        self._start_time = time.time_ns()
+        self._end_time: int | None = None
+        self._resource = tracer.resource
+        self._instrumentation_scope = tracer.scope
+        self._instrumentation_info = None
         self._root = root
         self._children: list[LightSpan] | None = None if root is not None else []
         if root is not None and root._children is not None:
@@ -148,17 +144,17 @@ class LightSpan(trace.Span):
 
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
         """Set several attributes."""
-        if self._end is None:
+        if self._end_time is None:
             self._attributes.update(attributes)
 
     def set_attribute(self, key: str, value: types.AttributeValue) -> None:
         """Set one attribute."""
-        if self._end is None:
+        if self._end_time is None:
             self._attributes[key] = value
 
     def add_event(self, name: str, attributes: types.Attributes = None, timestamp: int | None = None) -> None:
         """Add an event (now, unless ``timestamp``)."""
-        if self._end is None:
+        if self._end_time is None:
             if not isinstance(self._events, list):
                 self._events = []
             self._events.append(Event(name, attributes, timestamp or time.time_ns()))
@@ -167,16 +163,17 @@ class LightSpan(trace.Span):
         """Links are not recorded on execution spans."""
 
     def update_name(self, name: str) -> None:
-        """Rename the span."""
-        self._name = name
+        """Rename the span (until it ends)."""
+        if self._end_time is None:
+            self._name = name
 
     def is_recording(self) -> bool:
         """True until the span ends."""
-        return self._end is None
+        return self._end_time is None
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
         """Set the status, as the SDK does (OK is final; UNSET never overrides)."""
-        if self._end is not None or self._status.status_code is StatusCode.OK:
+        if self._end_time is not None or self._status.status_code is StatusCode.OK:
             return
         new = status if isinstance(status, Status) else Status(status, description)
         if new.status_code is not StatusCode.UNSET:
@@ -200,30 +197,31 @@ class LightSpan(trace.Span):
 
     def end(self, end_time: int | None = None) -> None:
         """End the span; a root hands itself and its ended children to the export queues."""
-        if self._end is not None:
+        if self._end_time is not None:
             return
-        self._end = end_time or time.time_ns()
-        if self._children is not None:
-            children, self._children = self._children, None
-            self._tracer.export([self, *(child for child in children if child._end is not None)])
-        elif self._root is None or self._root._children is None:
-            self._tracer.export([self])  # ended after its root (an abandoned call): on its own
-
-    def readable(self) -> ReadableSpan:
-        """The SDK span the exporters take (our OTLP encoder reads its data in one tuple)."""
-        tracer = self._tracer
-        return EncodableSpan(
-            SpanData(
+        self._end_time = end = end_time or time.time_ns()
+        self.data = tuple.__new__(  # SpanData's own __new__ is a Python call
+            SpanData,
+            (
                 self._context,
                 self._parent,
                 self._name,
                 self._kind,
-                self._start,
-                self._end,
+                self._start_time,
+                end,
                 self._attributes,
                 self._events,
                 self._status,
-                tracer.resource,
-                tracer.scope,
-            )
+                self._resource,
+                self._instrumentation_scope,
+                (),
+                0,
+                0,
+                0,
+            ),
         )
+        if self._children is not None:
+            children, self._children = self._children, None
+            self._tracer.export([self, *(child for child in children if child._end_time is not None)])
+        elif self._root is None or self._root._children is None:
+            self._tracer.export([self])  # ended after its root (an abandoned call): on its own
