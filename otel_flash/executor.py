@@ -21,7 +21,6 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
@@ -75,7 +74,7 @@ from otel_flash.telemetry import (
     LightTracer,
     Telemetry,
     format_trace_id,
-    light_processors,
+    light_tracer,
     records_observed,
     resolve_telemetry,
     spans_observed,
@@ -401,13 +400,8 @@ class RemoteExecutor:
 
     def _execution_tracer(self) -> trace.Tracer:
         """Light spans (:mod:`~otel_flash.telemetry.spans`) when only our queues take spans, else SDK ones."""
-        provider = self._telemetry.tracer_provider
-        processors = light_processors(provider)
-        if not processors or not isinstance(provider, TracerProvider):
-            return self._tracer
-        if self._light is None or self._light.processors != processors:
-            self._light = LightTracer(provider, processors)
-        return self._light
+        self._light = light_tracer(self._telemetry.tracer_provider, self._light)
+        return self._light or self._tracer
 
 
 def _advance(steps: Generator[_Call, Any, FunctionResponse], outcome: Outcome) -> _Call | FunctionResponse:

@@ -24,7 +24,7 @@ from otel_flash.telemetry.observation import records_observed, spans_observed, u
 from otel_flash.telemetry.propagation import extract_context, format_trace_id, inject_context
 from otel_flash.telemetry.providers import Telemetry, build_providers, configure_telemetry, resolve_telemetry
 from otel_flash.telemetry.sdk import enable, new_logger_provider, new_tracer_provider, span_end_hook
-from otel_flash.telemetry.spans import LightTracer, light_processors
+from otel_flash.telemetry.spans import LightTracer, light_processors, light_tracer
 from otel_flash.telemetry.tree import SpanNode, build_span_tree, format_span_tree
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "inject_context",
     "invocation_attributes",
     "light_processors",
+    "light_tracer",
     "new_logger_provider",
     "new_tracer_provider",
     "records_observed",

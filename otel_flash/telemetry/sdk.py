@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar, Token
 from typing import TypeVar
 
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
+from opentelemetry.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, SynchronousMultiLogRecordProcessor
 from opentelemetry.sdk.metrics import ExemplarFilter
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter
@@ -23,12 +27,15 @@ from opentelemetry.sdk.metrics.view import Aggregation
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
 from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanContext, TraceFlags
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 __all__ = [
     "CHECKED_SDK_VERSION",
     "READABLE_SPAN_FIELDS",
+    "SPAN_KEY",
     "LogRecordProcessors",
     "SpanProcessors",
+    "context_access",
     "enable",
     "exemplar_filter",
     "log_record_processors",
@@ -67,6 +74,9 @@ is read by any exporter as the ``ReadableSpan`` it is, without a constructor cal
 13 arguments per span.
 """
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+SPAN_KEY: str = _SPAN_KEY
+"""The key of the current span in a ``Context`` (``trace.set_span_in_context`` writes it; API private)."""
 
 
 class SpanProcessors(SynchronousMultiSpanProcessor):
@@ -199,3 +209,17 @@ def sampled_span_context(trace_id: int, span_id: int) -> SpanContext:
     and ``0 < span_id < 2**64`` are the caller's to guarantee.
     """
     return tuple.__new__(SpanContext, (trace_id, span_id, False, _SAMPLED, DEFAULT_TRACE_STATE, True))
+
+
+def context_access() -> tuple[Callable[[], Context], Callable[[Context], Token[Context]]]:
+    """What reads the current ``Context`` and what makes one current (returning its detach token).
+
+    Under the API's default runtime context these are its ``ContextVar``'s own methods
+    (``context.get_current`` and ``context.attach`` wrap them in two Python calls each);
+    under another runtime (``OTEL_PYTHON_CONTEXT``), the API's functions.
+    """
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)  # API private
+    variable = getattr(runtime, "_current_context", None)
+    if type(runtime) is ContextVarsRuntimeContext and isinstance(variable, ContextVar):
+        return variable.get, variable.set
+    return otel_context.get_current, otel_context.attach
