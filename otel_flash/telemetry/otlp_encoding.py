@@ -366,7 +366,7 @@ class LogEncoder:
     def __init__(self) -> None:
         self._attributes = _Attributes()
         self._request = _Request[ReadableLogRecord](self._attributes)
-        self._severities: dict[tuple[Any, str | None], bytes] = {}
+        self._severities: dict[tuple[int, str | None], tuple[Any, bytes]] = {}
 
     def encode(self, records: Sequence[ReadableLogRecord]) -> bytes:
         """The request carrying ``records``; a body that cannot be encoded fails the batch, as stock."""
@@ -377,14 +377,20 @@ class LogEncoder:
 
     def _record(self, record: ReadableLogRecord) -> bytes:
         log = record.log_record
-        parts = [_times(0x09, log.timestamp, 0x59, log.observed_timestamp)]
-        severity = self._severities.get((log.severity_number, log.severity_text))
-        parts.append(
-            severity if severity is not None else self._severity(log.severity_number, log.severity_text)
-        )
-        parts.append(_field(b"\x2a", _any_value(log.body)))
-        parts += self._attributes.fields(b"\x32", log.attributes)
-        if record.dropped_attributes:
+        timestamp, observed = log.timestamp, log.observed_timestamp
+        number, text = log.severity_number, log.severity_text
+        severity = self._severities.get((id(number), text))  # by identity: an enum's hash is a Python call
+        parts = [
+            _TIMES.pack(0x09, timestamp, 0x59, observed)
+            if timestamp and observed
+            else _times(0x09, timestamp, 0x59, observed),
+            severity[1] if severity is not None else self._severity(number, text),
+            _field(b"\x2a", _any_value(log.body)),
+        ]
+        attributes = log.attributes
+        if attributes:
+            parts += self._attributes.fields(b"\x32", attributes)
+        if type(attributes) is not dict and record.dropped_attributes:  # a plain dict dropped nothing
             parts.append(b"\x38" + _varint(record.dropped_attributes))
         flags = int(log.trace_flags)  # as the stock encoder
         if flags:
@@ -403,7 +409,7 @@ class LogEncoder:
         encoded = (b"\x10" + _varint(value) if value else b"") + (_text(b"\x1a", text) if text else b"")
         if len(self._severities) >= _CACHE_LIMIT:
             self._severities.clear()
-        self._severities[(number, text)] = encoded
+        self._severities[(id(number), text)] = (number, encoded)  # holding ``number``: its id stays its own
         return encoded
 
 

@@ -16,7 +16,7 @@ is copied (``benchmarks/bench_redaction.py`` prints the per-span cost).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from copy import copy
 from functools import partial
 from typing import Any, TypeVar
@@ -28,10 +28,11 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status
 
 from otel_flash.redaction import Redactor
-from otel_flash.telemetry.span_data import plain_attributes, span_data
+from otel_flash.telemetry.span_data import UNSET, EncodableSpan, plain_attributes, span_data
 from otel_flash.telemetry.wrapping import WrappingExporter
 
 _PLAIN = frozenset({bool, int, float, type(None)})
+_FLAT = _PLAIN | {str}  # values whose strings are themselves
 _T = TypeVar("_T")
 __all__ = ["RedactingLogRecordExporter", "RedactingSpanExporter", "redact_log_record", "redact_span"]
 
@@ -78,27 +79,35 @@ def redact_span(span: ReadableSpan, redact: Redactor) -> ReadableSpan:
 
 def _span_texts(span: ReadableSpan) -> list[str] | None:
     """Every string of ``span`` when all its values are plain (no bytes, maps or nesting), else None."""
-    data = span_data(span)  # in one tuple (the properties build tuples and proxies)
-    texts, maps = [data.name], [data.attributes]
-    for event in data.events:  # loops, not generators: most spans have no events and no links
+    data = span.data if isinstance(span, EncodableSpan) else span_data(span)  # one tuple, no properties
+    name, attributes, events, status, links = data[2], data[6], data[7], data[8], data[11]
+    texts = [name]
+    if attributes and not _plain_texts(_values(attributes), texts):
+        return None
+    for event in events:  # loops, not comprehensions: most spans have no events and no links
         texts.append(event.name)
-        maps.append(event.attributes)
-    maps += [link.attributes for link in data.links]
-    if data.status.description:
-        texts.append(data.status.description)
-    for attributes in maps:
-        if attributes and not _plain_texts(_values(attributes), texts):
+        if event.attributes and not _plain_texts(_values(event.attributes), texts):
             return None
+    for link in links:
+        if link.attributes and not _plain_texts(_values(link.attributes), texts):
+            return None
+    if status is not UNSET and status.description:
+        texts.append(status.description)
     return texts
 
 
-def _values(attributes: Mapping[str, object]) -> Iterable[object]:
+def _values(attributes: Mapping[str, object]) -> Collection[object]:
     """The values of an attribute map (a light span's own dict walked as it is)."""
-    return plain_attributes(attributes).values()
+    return attributes.values() if type(attributes) is dict else plain_attributes(attributes).values()
 
 
-def _plain_texts(values: Iterable[object], texts: list[str]) -> bool:
+def _plain_texts(values: Collection[object], texts: list[str]) -> bool:
     """Add the strings of ``values`` (and of their tuples) to ``texts``; False if one is not plain."""
+    kinds = set(map(type, values)) if len(values) > 2 else None
+    if kinds is not None and kinds <= _FLAT:  # the common case, without a Python loop over the values
+        if str in kinds:
+            texts += [value for value in values if type(value) is str]
+        return True
     for value in values:
         kind = type(value)
         if kind is str:
@@ -157,9 +166,13 @@ def redact_log_record(record: Any, redact: Redactor) -> Any:
 def _log_texts(record: Any) -> list[str] | None:
     """Every string of ``record`` when its body and attributes are plain, else None."""
     log = record.log_record
-    texts: list[str] = []
-    plain = _plain_texts([log.body], texts) and _plain_texts(_values(log.attributes or {}), texts)
-    return texts if plain else None
+    body, attributes = log.body, log.attributes
+    texts: list[str] = [body] if type(body) is str else []
+    if not texts and not _plain_texts((body,), texts):
+        return None
+    if attributes and not _plain_texts(_values(attributes), texts):
+        return None
+    return texts
 
 
 def _redact_batch(
