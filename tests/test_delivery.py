@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,11 +21,13 @@ from opentelemetry.sdk._logs.export import (
     LogRecordExporter,
     LogRecordExportResult,
 )
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
 from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.export_settings import BatchSettings, ExportSettings
-from otel_flash.telemetry.delivery import BoundedLogRecordProcessor, DeliveryLedger
+from otel_flash.telemetry.delivery import BoundedLogRecordProcessor, BoundedSpanProcessor, DeliveryLedger
 from tests.otlp_receivers import GrpcReceiver
 from tests.requests import function_request
 
@@ -166,3 +169,45 @@ def test_a_queued_log_record_keeps_its_attributes_and_how_many_were_dropped() ->
     assert (dict(fits.log_record.attributes or {}), fits.dropped_attributes) == ({"a": 1, "b": "two"}, 0)
     assert (len(over.log_record.attributes or {}), over.dropped_attributes) == (2, 1)
     provider.shutdown()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork only")
+def test_a_forked_child_exports_through_a_thread_of_its_own() -> None:
+    """After ``os.fork`` the child's queue has its own export thread: what the child logs is exported."""
+    exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]  # SDK lacks annotation
+    batch = BatchSettings(schedule_delay_ms=10)
+    processor = BoundedLogRecordProcessor(exporter, batch, DeliveryLedger("log records", "memory"))
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(processor)
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest from here on, only an exit code
+        code = 1
+        try:
+            provider.get_logger("test").emit(body="from the child")
+            exported = _wait(lambda: len(exporter.get_finished_logs()) == 1, timeout_s=10)
+            code = 0 if exported and processor.ledger.exported == 1 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    provider.shutdown()
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_full_batch_is_exported_at_once_and_a_partial_one_at_the_schedule_delay() -> None:
+    """As the SDK's batch processors: a full batch does not wait for the delay; a partial one waits for it."""
+    spans = [ReadableSpan("s", SpanContext(1, n, False, TraceFlags(TraceFlags.SAMPLED))) for n in (1, 2, 3)]
+    slow, quick = InMemorySpanExporter(), InMemorySpanExporter()
+    full = BatchSettings(schedule_delay_ms=60_000, max_export_batch_size=2)
+    waiting = BoundedSpanProcessor(slow, full, DeliveryLedger("spans", "memory"))
+    waiting.on_end_many(spans[:1])
+    time.sleep(0.2)
+    assert slow.get_finished_spans() == ()
+    waiting.on_end_many(spans[1:])
+    assert _wait(lambda: len(slow.get_finished_spans()) == 2)  # one full batch; the third waits
+    soon = BatchSettings(schedule_delay_ms=20)
+    timed = BoundedSpanProcessor(quick, soon, DeliveryLedger("spans", "memory"))
+    timed.on_end_many(spans[:1])
+    assert _wait(lambda: len(quick.get_finished_spans()) == 1)
+    for processor in (waiting, timed):
+        processor.shutdown()
+    assert len(slow.get_finished_spans()) == 3  # shutdown exports what was queued

@@ -93,7 +93,8 @@ class DeliveryLedger:
         Returns how many were taken (the first ones).
         """
         with self._lock:
-            taken = max(0, min(count, limit - (self.accepted - self.handed)))
+            room = limit - self.accepted + self.handed
+            taken = count if count <= room else (room if room > 0 else 0)
             self.accepted += taken
             self.queue_full += count - taken
         if taken < count:
@@ -258,7 +259,7 @@ class BoundedLogRecordProcessor(LogRecordProcessor):
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         """Queue a copy of the record unless the queue is full."""
-        self._queue.put(_readable(log_record))
+        self._queue.put_many((_readable(log_record),))
 
     def shutdown(self) -> None:
         """Export what is queued and stop (may wait on the exporter; bound it from outside)."""

@@ -8,7 +8,8 @@ the SDK's: the thread wakes every ``schedule_delay_ms`` to export what is queued
 sooner when a full batch (``max_export_batch_size``) waits; it exports while a full
 batch waits; ``force_flush`` exports everything now; ``shutdown`` stops taking items,
 exports what is queued (waiting at most its timeout) and shuts the exporter down. A
-forked child starts with an empty queue and a thread of its own.
+child forked by ``os.fork`` (its at-fork hooks) starts with an empty queue and a thread of
+its own.
 """
 
 from __future__ import annotations
@@ -63,7 +64,6 @@ class ExportQueue(Generic[_Item]):
 
     def _start(self) -> None:
         """A fresh queue, lock, wake-up and export thread (at start, and in a forked child)."""
-        self._pid = os.getpid()
         self._items: collections.deque[_Item] = collections.deque()
         self._export_lock = threading.Lock()
         self._wake = threading.Event()
@@ -72,8 +72,6 @@ class ExportQueue(Generic[_Item]):
 
     def put_many(self, items: Sequence[_Item]) -> None:
         """Queue as many of ``items`` as fit (the ledger counts the rest dropped); never waits."""
-        if self._pid != os.getpid():  # forked without the at-fork hook (a C extension's fork)
-            self._start()
         taken = self._ledger.accept_many(len(items), self._limit)
         if self._shutdown:
             return  # as the SDK's: accepted, never exported (the final report counts them)
