@@ -109,12 +109,25 @@ def _cpu(rows: dict[str, list[dict[int, Window]]]) -> None:
     for key, found in rows.items():
         cells = []
         for n in CLIENTS:
-            per_answer = [w.server_cpu_s / w.requests * 1e6 for w in (r[n] for r in found) if w.server_cpu_s]
-            server = f"{statistics.median(per_answer):5.0f} us" if per_answer else "   n/a"
+            per_answer = _cpu_per_answer(found, n)
+            server = f"{per_answer:5.0f} us" if per_answer is not None else "   n/a"
             client = statistics.median(r[n].client_cpu_s / r[n].seconds for r in found)
             cells.append(f"{server}, client {client:4.0%}")
         print(f"{ROWS[key]:<34}" + "".join(f"{cell:>26}" for cell in cells))
     print("server CPU per answer: all its threads; client: the load generator's CPU as a share of one core")
+    added = []
+    for n in CLIENTS:
+        off, on = (_cpu_per_answer(rows[key], n) for key in ("flash", "flash+export"))
+        if off is not None and on is not None:  # 0.8x of export off's rate allows off / 4 more per answer
+            added.append(f"{n} clients +{on - off:.0f} us (0.8x allows +{off / 4:.0f})")
+    if added:
+        print("export on adds per answer: " + ", ".join(added))
+
+
+def _cpu_per_answer(found: list[dict[int, Window]], clients: int) -> float | None:
+    """The median over rounds of the server's CPU per answer, all its threads (None off Linux)."""
+    per_answer = [w.server_cpu_s / w.requests * 1e6 for w in (r[clients] for r in found) if w.server_cpu_s]
+    return statistics.median(per_answer) if per_answer else None
 
 
 def main() -> None:
