@@ -5,6 +5,9 @@ from __future__ import annotations
 from importlib import metadata
 
 import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import (
     InMemoryLogRecordExporter,
@@ -15,7 +18,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanContext, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from otel_flash.telemetry import sdk
 
@@ -115,3 +118,16 @@ def test_a_sampled_span_context_is_the_one_the_api_builds() -> None:
         expected.trace_state,
     )
     assert built.is_valid and type(built) is SpanContext
+
+
+def test_context_access_is_the_apis_current_context() -> None:
+    """What ``context_access`` sets the API reads, and its token detaches through the API."""
+    current, attach = sdk.context_access()
+    span = NonRecordingSpan(sdk.sampled_span_context(5, 7))
+    token = attach(Context({**current(), sdk.SPAN_KEY: span}))
+    try:
+        assert trace.get_current_span() is span
+        assert current() is otel_context.get_current()
+    finally:
+        otel_context.detach(token)
+    assert trace.get_current_span() is not span
