@@ -2,7 +2,8 @@
 
 Modules: ``providers`` (which tracer, logger and meter providers an executor uses, and
 building SDK ones), ``exporters`` (exporters and processors from the export settings),
-``delivery`` (bounded batch processors that count what they drop), ``redacting``
+``delivery`` (bounded batch processors that count what they drop), ``export_queue`` (their
+queue and export thread), ``redacting``
 (exporter wrappers that redact on the way out), ``wrapping`` (what those wrappers
 share), ``spans`` (the light execution spans),
 ``metrics`` (execution metrics from the phase timings), ``observation`` (whether anything
