@@ -103,7 +103,7 @@ def _values(attributes: Mapping[str, object]) -> Collection[object]:
 
 def _plain_texts(values: Collection[object], texts: list[str]) -> bool:
     """Add the strings of ``values`` (and of their tuples) to ``texts``; False if one is not plain."""
-    kinds = set(map(type, values)) if len(values) > 2 else None
+    kinds = set(map(type, values)) if len(values) > 8 else None  # a short loop is cheaper below
     if kinds is not None and kinds <= _FLAT:  # the common case, without a Python loop over the values
         if str in kinds:
             texts += [value for value in values if type(value) is str]
