@@ -131,22 +131,22 @@ class PhaseDurations:
         folded together, series by series, in C-level passes (``map``, ``sum``, ``min``,
         ``max``); the others one by one.
         """
-        plain = batch
+        plain: Sequence[ExecutionFacts] = batch
         if not all(map(_SUCCESS, batch)) or any(map(_FAILED_PHASE, batch)):
-            plain = [facts for facts in batch if facts.success and facts.failed_phase is None]
+            plain = []
             for facts in batch:
-                if not facts.success or facts.failed_phase is not None:
+                if facts.success and facts.failed_phase is None:
+                    plain.append(facts)
+                else:
                     self._add_failed(facts, since_ns)
         if not plain:
             return
-        success = self._success
-        execute = success.get("execute") or success.setdefault("execute", _Series(since_ns))
+        execute = _series(self._success, "execute", since_ns)
         totals = list(map(_TOTAL_MS, plain))
         _fold(execute, totals)
         self._keep_exemplars(execute, plain, totals)
         for phase, values in _by_phase(list(map(_PHASES_MS, plain))):
-            series = success.get(phase) or success.setdefault(phase, _Series(since_ns))
-            _fold(series, values)
+            _fold(_series(self._success, phase, since_ns), values)
 
     def _keep_exemplars(self, series: _Series, batch: Sequence[ExecutionFacts], totals: list[float]) -> None:
         """Keep, by bucket, the last execution of ``batch`` the exemplar filter keeps."""
@@ -165,20 +165,12 @@ class PhaseDurations:
     def _add_failed(self, facts: ExecutionFacts, since_ns: int) -> None:
         """Fold one execution that failed: its ``execute`` and failed phase in the error series."""
         by_outcome = (self._error, self._success)
-        execute = by_outcome[facts.success].get("execute")
-        if execute is None:
-            execute = by_outcome[facts.success]["execute"] = _Series(since_ns)
+        execute = _series(by_outcome[facts.success], "execute", since_ns)
         _fold(execute, [facts.total_ms])
-        always, mask = self._exemplar_flags
-        if (facts.span_context[_TRACE_FLAGS] | always) & mask:
-            execute.exemplars[_bucket(facts.total_ms)] = facts
+        self._keep_exemplars(execute, [facts], [facts.total_ms])
         failed = facts.failed_phase[_FLASH_PREFIX:] if facts.failed_phase else None
         for phase, ms in facts.phases_ms.items():
-            by_phase = by_outcome[phase != failed]
-            series = by_phase.get(phase)
-            if series is None:
-                series = by_phase[phase] = _Series(since_ns)
-            _fold(series, [ms])
+            _fold(_series(by_outcome[phase != failed], phase, since_ns), [ms])
 
     def drain(self) -> None:
         """Nothing to do: executions are folded as :meth:`add_many` is handed them."""
@@ -197,6 +189,14 @@ class PhaseDurations:
                 for outcome, by_phase in taken
                 for phase, series in by_phase.items()
             ]
+
+
+def _series(by_phase: dict[str, _Series], phase: str, since_ns: int) -> _Series:
+    """The series of ``phase`` in ``by_phase`` (one outcome's), started at ``since_ns`` if new."""
+    series = by_phase.get(phase)
+    if series is None:
+        series = by_phase[phase] = _Series(since_ns)
+    return series
 
 
 def _by_phase(phases: list[dict[str, float]]) -> Iterable[tuple[str, Sequence[float]]]:
