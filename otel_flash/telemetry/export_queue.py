@@ -15,10 +15,8 @@ its own.
 from __future__ import annotations
 
 import collections
-import inspect
 import os
 import threading
-import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -96,16 +94,11 @@ class ExportQueue(Generic[_Item]):
         exporter down."""
         if self._shutdown:
             return
-        deadline = time.monotonic() + timeout_millis / 1000
         self._shutdown = True
         self._wake.set()
         self._thread.join(timeout_millis / 1000)
         self._gave_up = True
-        shutdown = self._exporter.shutdown
-        if "timeout_millis" in inspect.signature(shutdown).parameters:
-            shutdown(timeout_millis=max(0.0, (deadline - time.monotonic()) * 1000))  # type: ignore[call-arg]  # checked above
-        else:
-            shutdown()
+        self._exporter.shutdown()
 
     def _work(self) -> None:
         while not self._shutdown:
