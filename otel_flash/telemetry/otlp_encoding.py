@@ -30,7 +30,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import DEFAULT_TRACE_STATE
 
 from otel_flash._internal import internal_logger
-from otel_flash.telemetry.span_data import UNSET, EncodableSpan, SpanData, plain_attributes, span_data
+from otel_flash.telemetry.span_data import UNSET, SpanData, plain_attributes, span_data
 
 __all__ = ["LogEncoder", "SpanEncoder"]
 
@@ -290,8 +290,7 @@ class SpanEncoder:
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         """The request carrying ``spans``."""
-        data = [span.data if isinstance(span, EncodableSpan) else span_data(span) for span in spans]
-        return self._request.encode(data, self._span, _SPAN_OWNER)
+        return self._request.encode(map(span_data, spans), self._span, _SPAN_OWNER)
 
     def _span(self, span: SpanData) -> bytes:
         (context, parent, name, kind, start, end, attributes, events, status) = span[:9]

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status
 
 from otel_flash.redaction import Redactor
-from otel_flash.telemetry.span_data import UNSET, EncodableSpan, plain_attributes, span_data
+from otel_flash.telemetry.span_data import UNSET, plain_attributes, span_data
 from otel_flash.telemetry.wrapping import WrappingExporter
 
 _PLAIN = frozenset({bool, int, float, type(None)})
@@ -79,7 +79,7 @@ def redact_span(span: ReadableSpan, redact: Redactor) -> ReadableSpan:
 
 def _span_texts(span: ReadableSpan) -> list[str] | None:
     """Every string of ``span`` when all its values are plain (no bytes, maps or nesting), else None."""
-    data = span.data if isinstance(span, EncodableSpan) else span_data(span)  # one tuple, no properties
+    data = span_data(span)  # one tuple, no properties
     name, attributes, events, status, links = data[2], data[6], data[7], data[8], data[11]
     texts = [name]
     if attributes and not _plain_texts(_values(attributes), texts):
