@@ -11,7 +11,6 @@ included) and the client's own CPU, as a share of one core, to show whether it b
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import httpx
 
 from benchmarks._load import Window
 from benchmarks._receiver import ReceiverProcess
-from tests.stack import free_port
+from tests.stack import clean_env, free_port
 
 SECONDS = 3.0
 ROUNDS = 3
@@ -44,7 +43,7 @@ class _Served(NamedTuple):
 @contextmanager
 def _server(kind: str, endpoint: str | None) -> Iterator[_Served]:
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "FLASH_"))}
+    env = clean_env()
     if kind == "reference":
         argv = [sys.executable, "-m", "benchmarks._reference_worker", str(port)]
     else:

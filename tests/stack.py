@@ -37,6 +37,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without the ``OTEL_*``, ``FLASH_*`` and ``LOG_LEVEL`` a worker reads."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "FLASH_", "LOG_LEVEL"))}
+
+
 def _listening(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -125,10 +130,7 @@ class ServedWorker(Started):
     def __init__(self, env: Mapping[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        inherited = {
-            k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "FLASH_", "LOG_LEVEL"))
-        }
-        self._env = {**inherited, **env}
+        self._env = {**clean_env(), **env}
         self.process: subprocess.Popen[bytes] | None = None
         self.out = self.err = ""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import httpx
 import pytest
 
 from tests.requests import HELLO, function_request, stdout_lines
-from tests.stack import OTEL_FLASH, ServedWorker
+from tests.stack import OTEL_FLASH, ServedWorker, clean_env
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 GATED = """
@@ -30,14 +29,16 @@ def gated(gate):
 """
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "FLASH_", "LOG_LEVEL"))}
-
-
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``otel-flash ARGS`` to completion."""
     return subprocess.run(
-        [OTEL_FLASH, *args], input=stdin, capture_output=True, text=True, timeout=90, env=_env(), check=False
+        [OTEL_FLASH, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=clean_env(),
+        check=False,
     )
 
 
@@ -143,7 +144,7 @@ def test_stream_prints_lines_live_on_stderr(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(),
+        env=clean_env(),
     )
     assert process.stderr is not None
     first = process.stderr.readline()
@@ -177,7 +178,7 @@ def test_run_exports_spans_and_logs_where_otel_variables_say(tmp_path: Path) -> 
     request = _write(tmp_path, {**HELLO_LIKE})
     with GrpcReceiver() as receiver:
         env = {
-            **_env(),
+            **clean_env(),
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
             "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
         }

@@ -251,12 +251,11 @@ def test_serve_refuses_a_public_address_without_a_key() -> None:
     """`otel-flash serve --host 0.0.0.0` without a key exits 2 before listening, saying what to do."""
     import subprocess
 
-    from tests.stack import OTEL_FLASH
-    from tests.test_cli import _env
+    from tests.stack import OTEL_FLASH, clean_env
 
     result = subprocess.run(
         [OTEL_FLASH, "serve", "--host", "0.0.0.0", "--port", "1"],
-        capture_output=True, text=True, timeout=60, env=_env(), check=False,
+        capture_output=True, text=True, timeout=60, env=clean_env(), check=False,
     )  # fmt: skip
     assert result.returncode == 2
     assert "refusing to serve on '0.0.0.0' without an API key" in result.stderr

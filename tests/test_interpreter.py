@@ -5,7 +5,6 @@ from __future__ import annotations
 import _thread
 import builtins
 import logging
-import os
 import subprocess
 import sys
 
@@ -16,6 +15,7 @@ from otel_flash import RemoteExecutor
 from otel_flash.server import create_app
 from otel_flash.testing import TelemetryCapture
 from tests.requests import function_request, stdout_lines
+from tests.stack import clean_env
 from tests.test_hostile import OK, _still_works
 from tests.test_server import serving
 
@@ -101,9 +101,8 @@ def test_interrupt_main_outside_executions_still_interrupts() -> None:
         "    except KeyboardInterrupt:\n"
         "        print('interrupted')\n"
     )
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "FLASH_"))}
     result = subprocess.run(
-        [sys.executable, "-c", host], capture_output=True, text=True, timeout=90, env=env, check=False
+        [sys.executable, "-c", host], capture_output=True, text=True, timeout=90, env=clean_env(), check=False
     )
     assert (result.returncode, result.stdout) == (0, "interrupted\n"), result.stderr
 

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 
 from tests.otlp_receivers import BlackHole
 from tests.requests import HELLO, function_request
+from tests.stack import clean_env
 
 LIMIT_S = 4
 
 
 def test_run_exits_within_its_shutdown_limit_with_the_collector_black_holed() -> None:
     """``otel-flash run`` waits one shutdown limit in all (not one per flush), then reports the loss."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("OTEL_", "FLASH_"))}
+    env = clean_env()
     with BlackHole() as hole:
         env |= {
             "OTEL_EXPORTER_OTLP_ENDPOINT": hole.endpoint,
