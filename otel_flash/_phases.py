@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import Token
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -57,7 +57,7 @@ class Phase:
     phases (slow anyway) always get a span: the installer writes its facts there.
     """
 
-    __slots__ = ("_attributes", "_name", "_redact", "_span", "_started", "_state", "_token")
+    __slots__ = ("_attributes", "_detach", "_name", "_redact", "_span", "_started", "_state", "_token")
 
     def __init__(
         self,
@@ -81,14 +81,16 @@ class Phase:
         start_current = getattr(tracer, "start_current", None)  # a LightTracer's: in fewer calls
         if start_current is not None:
             self._span, self._token = start_current(self._name, self._attributes)
+            self._detach: Callable[[Token[Context]], None] = tracer.detach  # type: ignore[attr-defined]  # a LightTracer's
         else:
             self._span = tracer.start_span(self._name, attributes=self._attributes)
             self._token = otel_context.attach(trace.set_span_in_context(self._span))
+            self._detach = otel_context.detach
         return self._span
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         if self._token is not None:
-            otel_context.detach(self._token)
+            self._detach(self._token)
         if exc is not None:
             self._state.failed_phase = self._name
             record_failure(self._span, exc, self._redact)

@@ -121,8 +121,8 @@ def test_a_sampled_span_context_is_the_one_the_api_builds() -> None:
 
 
 def test_context_access_is_the_apis_current_context() -> None:
-    """What ``context_access`` sets the API reads, and its token detaches through the API."""
-    current, attach = sdk.context_access()
+    """What ``context_access`` sets the API reads; its token detaches through the API, or its reset."""
+    current, attach, reset = sdk.context_access()
     span = NonRecordingSpan(sdk.sampled_span_context(5, 7))
     token = attach(Context({**current(), sdk.SPAN_KEY: span}))
     try:
@@ -130,4 +130,7 @@ def test_context_access_is_the_apis_current_context() -> None:
         assert current() is otel_context.get_current()
     finally:
         otel_context.detach(token)
+    assert trace.get_current_span() is not span
+    token = attach(Context({**current(), sdk.SPAN_KEY: span}))
+    reset(token)
     assert trace.get_current_span() is not span

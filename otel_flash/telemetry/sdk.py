@@ -211,15 +211,18 @@ def sampled_span_context(trace_id: int, span_id: int) -> SpanContext:
     return tuple.__new__(SpanContext, (trace_id, span_id, False, _SAMPLED, DEFAULT_TRACE_STATE, True))
 
 
-def context_access() -> tuple[Callable[[], Context], Callable[[Context], Token[Context]]]:
-    """What reads the current ``Context`` and what makes one current (returning its detach token).
+def context_access() -> tuple[
+    Callable[[], Context], Callable[[Context], Token[Context]], Callable[[Token[Context]], None]
+]:
+    """What reads the current ``Context``, what makes one current (returning its token), what resets a token.
 
     Under the API's default runtime context these are its ``ContextVar``'s own methods
-    (``context.get_current`` and ``context.attach`` wrap them in two Python calls each);
-    under another runtime (``OTEL_PYTHON_CONTEXT``), the API's functions.
+    (``context.get_current``, ``context.attach`` and ``context.detach`` wrap them in two
+    Python calls each; ``reset`` raises ``ValueError`` for a token of another context,
+    where ``detach`` logs it); under another runtime (``OTEL_PYTHON_CONTEXT``), the API's functions.
     """
     runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)  # API private
     variable = getattr(runtime, "_current_context", None)
     if type(runtime) is ContextVarsRuntimeContext and isinstance(variable, ContextVar):
-        return variable.get, variable.set
-    return otel_context.get_current, otel_context.attach
+        return variable.get, variable.set, variable.reset
+    return otel_context.get_current, otel_context.attach, otel_context.detach

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextvars import Token
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, TracerProvider
@@ -77,7 +78,7 @@ class LightTracer(trace.Tracer):
         self.resource = provider.resource
         self.scope = InstrumentationScope("otel_flash")  # as provider.get_tracer("otel_flash") has it
         self.processors = processors
-        self._current, self._attach = context_access()
+        self._current, self._attach, self._reset = context_access()
 
     def start_span(
         self,
@@ -92,16 +93,29 @@ class LightTracer(trace.Tracer):
         return self._start(trace.get_current_span(context), name, kind, attributes)
 
     def start_current(self, name: str, attributes: types.Attributes) -> tuple[trace.Span, Token[Context]]:
-        """A child of the current span, made current (detach the token to undo): an execution's phase.
+        """A child of the current span, made current (undo with :meth:`detach`): an execution's phase.
 
         What ``start_span`` then ``attach(set_span_in_context(span))`` do, in a third of the calls.
         """
         current = self._current()
         parent = current.get(SPAN_KEY)
-        span = self._start(
-            parent if isinstance(parent, trace.Span) else trace.INVALID_SPAN, name, _INTERNAL, attributes
-        )
+        if type(parent) is LightSpan:  # a phase of an execution: its root's trace, sampled
+            own = sampled_span_context(parent._context[0], random.getrandbits(64) or 1)
+            span: trace.Span = LightSpan(
+                self, name, own, parent._context, _INTERNAL, attributes, parent._root or parent
+            )
+        else:
+            span = self._start(
+                parent if isinstance(parent, trace.Span) else trace.INVALID_SPAN, name, _INTERNAL, attributes
+            )
         return span, self._attach(Context({**current, SPAN_KEY: span}))
+
+    def detach(self, token: Token[Context]) -> None:
+        """Make current again what was before :meth:`start_current` (as ``context.detach``, in one call)."""
+        try:
+            self._reset(token)
+        except ValueError:  # made current in another context: the API's detach reports it
+            otel_context.detach(token)
 
     def _start(
         self, parent: trace.Span, name: str, kind: SpanKind, attributes: types.Attributes
@@ -141,7 +155,7 @@ class LightSpan(trace.Span, EncodableSpan):
     and redactor.
     """
 
-    __slots__ = (*READABLE_SPAN_FIELDS, "_children", "_root", "_tracer")
+    __slots__ = (*READABLE_SPAN_FIELDS, "_children", "_data", "_root", "_tracer")
     _context: SpanContext  # never None here
 
     def __init__(
@@ -169,6 +183,7 @@ class LightSpan(trace.Span, EncodableSpan):
         self._instrumentation_scope = tracer.scope
         self._instrumentation_info = None
         self._root = root
+        self._data: SpanData | None = None
         self._children: list[LightSpan] | None = None if root is not None else []
         if root is not None and root._children is not None:
             root._children.append(self)
@@ -239,29 +254,42 @@ class LightSpan(trace.Span, EncodableSpan):
         """End the span; a root hands itself and its ended children to the export queues."""
         if self._end_time is not None:
             return
-        self._end_time = end = end_time or time.time_ns()
-        self.data = tuple.__new__(  # SpanData's own __new__ is a Python call
-            SpanData,
-            (
-                self._context,
-                self._parent,
-                self._name,
-                self._kind,
-                self._start_time,
-                end,
-                self._attributes,
-                self._events,
-                self._status,
-                self._resource,
-                self._instrumentation_scope,
-                (),
-                0,
-                0,
-                0,
-            ),
-        )
-        if self._children is not None:
-            children, self._children = self._children, None
-            self._tracer.export([self, *(child for child in children if child._end_time is not None)])
+        self._end_time = end_time or time.time_ns()
+        children = self._children
+        if children is not None:
+            self._children = None
+            self._tracer.export([self, *[child for child in children if child._end_time is not None]])
         elif self._root is None or self._root._children is None:
             self._tracer.export([self])  # ended after its root (an abandoned call): on its own
+
+    @property
+    def data(self) -> SpanData:  # type: ignore[override]  # EncodableSpan's slot, read lazily here
+        """The ended span's :class:`SpanData`, made when first read (in the export thread, not at ``end``).
+
+        Nothing changes a span once it has ended, so the tuple made later is the one
+        ``end`` would have made; making it there would cost the execution's path one
+        more tuple per span, and keep one more tracked object alive while it is queued.
+        """
+        data = self._data
+        if data is None:
+            data = self._data = tuple.__new__(  # SpanData's own __new__ is a Python call
+                SpanData,
+                (
+                    self._context,
+                    self._parent,
+                    self._name,
+                    self._kind,
+                    self._start_time,
+                    self._end_time,
+                    self._attributes,
+                    self._events,
+                    self._status,
+                    self._resource,
+                    self._instrumentation_scope,
+                    (),
+                    0,
+                    0,
+                    0,
+                ),
+            )
+        return data
