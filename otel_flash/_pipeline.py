@@ -239,6 +239,6 @@ def execution_facts(
             captured.total_lines,
             captured.omitted_lines,
             captured.omitted_bytes,
-            state.installs,
+            state.installs or (),  # kept until the next fold: an empty list would be one more tracked object
         ),
     )

@@ -95,7 +95,7 @@ class ExecutionFacts(NamedTuple):
     log_lines: int
     omitted_lines: int
     omitted_bytes: int
-    installs: list[InstallFacts]
+    installs: Sequence[InstallFacts]
 
 
 _SUCCESS_AND_TYPE, _LOG_LINES = itemgetter(1, 2), itemgetter(6)  # ExecutionFacts fields, for map()
