@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import pytest
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context, set_value
 from opentelemetry.sdk._logs import (
     LoggerProvider,
@@ -26,6 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
 from otel_flash import FlashConfig, RemoteExecutor
+from otel_flash.capture.records import HandedLogRecord
 from otel_flash.export_settings import BatchSettings, ExportSettings
 from otel_flash.telemetry.delivery import BoundedLogRecordProcessor, BoundedSpanProcessor, DeliveryLedger
 from tests.otlp_receivers import GrpcReceiver
@@ -152,6 +154,37 @@ def test_a_queued_log_record_keeps_its_ids_but_not_its_context() -> None:
     assert record.log_record.context == Context()
     assert record.resource == provider.resource
     provider.shutdown()
+
+
+def test_an_executions_log_records_are_queued_with_their_ids_and_lines_but_no_context() -> None:
+    """A logged and a printed line reach the exporter with the execution's ids, holding none of its state."""
+    exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]  # SDK lacks annotation
+    processor = BoundedLogRecordProcessor(exporter, BatchSettings(), DeliveryLedger("log records", "memory"))
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(processor)
+    code = WORK.replace("    return n", "    print('printed', n)\n    return n")
+    with RemoteExecutor(FlashConfig(), logger_provider=provider) as executor:
+        response = executor.execute_sync(function_request(code, "work", 3))
+    provider.force_flush()
+    records = {str(record.log_record.body): record.log_record for record in exporter.get_finished_logs()}
+    assert response.success and "working on 3" in (response.stdout or "")
+    logged, printed = records["working on 3"], records["printed 3"]
+    for record in (logged, printed):
+        assert format(record.trace_id, "032x") == response.trace_id
+        assert record.context == Context()
+    assert dict(printed.attributes or {}) == {"log.iostream": "stdout"}
+    provider.shutdown()
+
+
+def test_a_released_record_keeps_a_bounded_map_only_when_it_dropped_attributes() -> None:
+    """Release drops the context; a map that dropped nothing becomes a plain dict, one that did stays."""
+    fits = HandedLogRecord(body="fits", attributes=BoundedAttributes(maxlen=2, attributes={"a": 1}))
+    over = HandedLogRecord(body="over", attributes=BoundedAttributes(maxlen=1, attributes={"a": 1, "b": 2}))
+    for record in (fits, over):
+        record.release()
+        assert record.context == Context()
+    assert type(fits.attributes) is dict and fits.attributes == {"a": 1}
+    assert isinstance(over.attributes, BoundedAttributes) and over.attributes.dropped == 1
 
 
 def test_a_queued_log_record_keeps_its_attributes_and_how_many_were_dropped() -> None:

@@ -3,7 +3,8 @@
 Modules: ``processor`` (the ``LogRecordProcessor`` and the log it fills), ``buffer`` (the
 bounded head-and-tail lines), ``render`` (pure line rendering), ``stdio`` (per-execution
 ``sys.stdout``/``sys.stderr``), ``bridge`` (the logging bridge on the root logger),
-``echo`` (captured lines echoed to the container's stdout).
+``echo`` (captured lines echoed to the container's stdout), ``records`` (the log records
+its bridge and streams make and give up once emitted).
 """
 
 from otel_flash.capture.bridge import LogBridge

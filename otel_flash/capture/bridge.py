@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from opentelemetry._logs import Logger, LogRecord
+from opentelemetry.context import get_current
+from opentelemetry.instrumentation.log_utils import std_to_otel
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.util.types import AnyValue
 
+from otel_flash.capture.records import HandedLogRecord
 from otel_flash.redaction import Redactor
 
 # What every ``logging.LogRecord`` carries (and what formatting adds): a record with nothing
@@ -18,6 +22,7 @@ _STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), No
     "message",
     "taskName",
 }
+_SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}  # the stock handler's OTel names of these levels
 
 
 class FlashLoggingHandler(LoggingHandler):
@@ -25,8 +30,10 @@ class FlashLoggingHandler(LoggingHandler):
 
     The stock handler asks the provider for a logger on every record (a lock and a
     weak-set insert each time) and walks every attribute of every record; this one
-    skips the walk when a record carries nothing beyond the standard attributes.
-    Everything else, the recursion guard included, is the stock behaviour.
+    skips the walk when a record carries nothing beyond the standard attributes, and
+    makes each record a :class:`~otel_flash.capture.records.HandedLogRecord` that it
+    releases once emitted (an export queue keeps it without a copy). Everything else,
+    the translation and the recursion guard included, is the stock behaviour.
     """
 
     def __init__(
@@ -44,13 +51,22 @@ class FlashLoggingHandler(LoggingHandler):
         return super()._get_attributes(record)
 
     def _translate(self, record: logging.LogRecord) -> LogRecord:
-        translated = super()._translate(record)
-        if isinstance(translated.body, str):
-            translated.body = self._redact(translated.body)
-        if translated.attributes:
+        """The stock handler's translation, redacted, as a record given up once emitted (see :meth:`emit`)."""
+        body = self.format(record) if self.formatter else record.getMessage()
+        attributes, event_name = self._get_attributes(record)
+        if attributes:
             redact = self._redact.value
-            translated.attributes = {key: redact(value) for key, value in translated.attributes.items()}  # type: ignore[misc]  # AnyValue in, AnyValue out
-        return translated
+            attributes = {key: redact(value) for key, value in attributes.items()}  # type: ignore[misc]  # AnyValue in, AnyValue out
+        return HandedLogRecord(
+            timestamp=int(record.created * 1e9),
+            observed_timestamp=time.time_ns(),
+            context=get_current() or None,
+            severity_text=_SEVERITY_TEXT.get(record.levelname, record.levelname),
+            severity_number=std_to_otel(record.levelno),
+            body=self._redact(body) if isinstance(body, str) else body,
+            attributes=attributes,
+            event_name=event_name,
+        )
 
     def handle(self, record: logging.LogRecord) -> bool:
         """Filter and emit without the handler-wide lock.
@@ -72,12 +88,16 @@ class FlashLoggingHandler(LoggingHandler):
         if self._is_emitting.get():
             return  # a record logged while translating one: dropping it is what avoids the loop
         token = self._is_emitting.set(True)
+        translated = None
         try:
             logger = self._loggers.get(record.name)
             if logger is None:
                 logger = self._loggers.setdefault(record.name, self._provider.get_logger(record.name))
-            logger.emit(self._translate(record))
+            translated = self._translate(record)
+            logger.emit(translated)
         finally:
+            if isinstance(translated, HandedLogRecord):  # every processor has seen it
+                translated.release()
             self._is_emitting.reset(token)
 
 

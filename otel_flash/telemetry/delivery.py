@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_flash._internal import internal_logger
+from otel_flash.capture.records import NO_CONTEXT, HandedLogRecord
 from otel_flash.export_settings import BatchSettings
 from otel_flash.telemetry.export_queue import ExportQueue
 from otel_flash.telemetry.wrapping import WrappingExporter, WrappingMetricExporter
@@ -258,7 +259,7 @@ class BoundedLogRecordProcessor(LogRecordProcessor):
         self._queue = ExportQueue[ReadableLogRecord](counted, batch, ledger)
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        """Queue a copy of the record unless the queue is full."""
+        """Queue the record (a copy, unless its maker releases it once emitted) unless the queue is full."""
         self._queue.put_many((_readable(log_record),))
 
     def shutdown(self) -> None:
@@ -270,25 +271,27 @@ class BoundedLogRecordProcessor(LogRecordProcessor):
         return self._queue.force_flush()
 
 
-_NO_CONTEXT = Context()  # what every queued log record holds instead of its execution's context
-
-
 def _readable(record: ReadWriteLogRecord) -> ReadableLogRecord:
-    """What ``BatchLogRecordProcessor.on_emit`` queues: a copy without the record's context.
+    """What ``BatchLogRecordProcessor.on_emit`` queues: the record without the context it was emitted in.
 
-    Queued records outlive many garbage collections: the copy holds as few tracked objects
-    as it can (one shared empty context; its attributes as a plain dict, which the collector
-    does not track, unless the SDK's bounded map dropped some and must still say how many).
+    Queued records outlive many garbage collections: what is queued holds as few tracked
+    objects as it can (one shared empty context; its attributes as a plain dict, which the
+    collector does not track, unless the SDK's bounded map dropped some and must still say
+    how many). A :class:`~otel_flash.capture.records.HandedLogRecord` (the bridge's, the
+    captured streams') is queued as it is: its maker drops that context itself once every
+    processor has seen it. Any other record is copied.
     """
     log = record.log_record
+    resource = record.resource if record.resource is not None else Resource.create({})
+    if type(log) is HandedLogRecord:
+        return ReadableLogRecord(log, resource, record.instrumentation_scope, record.limits)
     if hasattr(log, "__dict__"):
         copied = object.__new__(type(log))
         copied.__dict__.update(vars(log))  # as copy.copy, without its generic protocol
     else:
         copied = copy.copy(log)
-    copied.context = _NO_CONTEXT  # the execution's context (and what it holds) is not kept alive
+    copied.context = NO_CONTEXT  # the execution's context (and what it holds) is not kept alive
     attributes = copied.attributes
     if isinstance(attributes, BoundedAttributes) and not attributes.dropped:
         copied.attributes = attributes.copy()
-    resource = record.resource if record.resource is not None else Resource.create({})
     return ReadableLogRecord(copied, resource, record.instrumentation_scope, record.limits)

@@ -1,0 +1,37 @@
+"""Log records otel_flash makes itself and gives up once they are emitted.
+
+The logging bridge and the stream capture make one OTel ``LogRecord`` per line and emit
+it. When ``Logger.emit`` returns every processor has seen the record, and none of ours
+reads its context again: :class:`HandedLogRecord` marks such a record, and its maker
+calls :meth:`HandedLogRecord.release` then. An export queue may keep the record itself
+instead of a copy (:class:`~otel_flash.telemetry.delivery.BoundedLogRecordProcessor`),
+since a released record holds nothing of the execution it was emitted in.
+"""
+
+from __future__ import annotations
+
+from opentelemetry._logs import LogRecord
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
+
+__all__ = ["NO_CONTEXT", "HandedLogRecord"]
+
+NO_CONTEXT = Context()
+"""What a queued log record holds instead of the context it was emitted in (one shared empty context)."""
+
+
+class HandedLogRecord(LogRecord):
+    """A record its maker gives up once emitted: :meth:`release` is called when ``Logger.emit`` returns."""
+
+    def release(self) -> None:
+        """Drop the context the record was emitted in, and its bounded attribute map if nothing was dropped.
+
+        Queued records outlive many garbage collections: what stays holds as few tracked
+        objects as it can (a plain dict of attributes is not tracked; a bounded map that
+        dropped some stays, since it must still say how many). What an exporter reads
+        (ids, body, attributes, dropped count) is unchanged.
+        """
+        self.context = NO_CONTEXT
+        attributes = self.attributes
+        if type(attributes) is BoundedAttributes and not attributes.dropped:
+            self.attributes = attributes.copy()
