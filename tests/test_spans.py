@@ -13,7 +13,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.export_settings import BatchSettings, ExportSettings
 from otel_flash.telemetry.providers import build_providers
-from otel_flash.telemetry.spans import LightTracer, light_processors
+from otel_flash.telemetry.span_data import span_data
+from otel_flash.telemetry.spans import LightSpan, LightTracer, light_processors
 from tests.otlp_receivers import GrpcReceiver, refused_endpoint
 from tests.requests import function_request
 
@@ -113,4 +114,21 @@ def test_an_executions_spans_reach_the_export_queue_together_when_its_root_ends(
     late = tracer.start_span("flash.result.serialize", inner)  # after its root: on its own
     late.end()
     assert ledger.accepted == 4
+    telemetry.shutdown()
+
+
+def test_a_light_spans_data_read_while_it_runs_is_not_kept() -> None:
+    """Data read before the end is not kept: read after the end, it has the end time and later attributes."""
+    telemetry = build_providers(FlashConfig().replace(export=_export(refused_endpoint())))
+    provider = telemetry.tracer_provider
+    processors = light_processors(provider)
+    assert isinstance(provider, TracerProvider) and processors
+    span = LightTracer(provider, processors).start_span("flash.execute")
+    assert isinstance(span, LightSpan)
+    assert span_data(span).end_time is None
+    span.set_attribute("late", True)
+    span.end()
+    data = span_data(span)
+    assert data.end_time is not None and data.attributes == {"late": True}
+    assert span_data(span) is data
     telemetry.shutdown()

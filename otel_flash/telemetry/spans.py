@@ -272,7 +272,7 @@ class LightSpan(trace.Span, EncodableSpan):
         """
         data = self._data
         if data is None:
-            data = self._data = tuple.__new__(  # SpanData's own __new__ is a Python call
+            data = tuple.__new__(  # SpanData's own __new__ is a Python call
                 SpanData,
                 (
                     self._context,
@@ -292,4 +292,6 @@ class LightSpan(trace.Span, EncodableSpan):
                     0,
                 ),
             )
+            if self._end_time is not None:  # a span still running may change: read again next time
+                self._data = data
         return data
