@@ -1,0 +1,261 @@
+"""OTLP encoding and sending in a process of its own, off the worker's GIL.
+
+Encoding a request's spans and log record and sending them costs the worker ~25 µs of
+CPU per request, and the export threads hold the GIL while they do it: under load every
+execution waits for them. With :attr:`ExportSettings.process
+<otel_flash.export_settings.ExportSettings.process>` (``FLASH_EXPORT_PROCESS``; on by
+default in ``otel-flash serve``), the export queues' OTLP exporters are
+:class:`ProcessSpanExporter` and :class:`ProcessLogRecordExporter`: a batch becomes plain
+tuples (:mod:`otel_flash.telemetry.flat`), ``marshal`` writes it to a pipe, and an export
+process (``python -m otel_flash.telemetry.export_child``) redacts, encodes and sends it
+with the same exporters the worker would have used, then answers whether the export
+succeeded. The export thread waits for that answer with the GIL released, so batching,
+bounds, delivery counts, flush and shutdown are the export queue's as before.
+
+The export process starts with the first batch and ends when the exporters shut down
+(or when the worker dies: its input closes). A batch that ``marshal`` cannot carry (a
+value of a type of its own) is exported in the worker, as without the process; when the
+process cannot start or exits, the worker reports it once on ``flash.internal`` and
+exports in its own threads from then on (a batch lost with the process counts as a
+failed export).
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import IO, Any, Literal
+
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from otel_flash._internal import internal_logger
+from otel_flash.export_settings import SignalExport
+from otel_flash.redaction import Redactor
+from otel_flash.telemetry.flat import Owners, flat_record, flat_span
+
+__all__ = ["ExportProcess", "ProcessLogRecordExporter", "ProcessSpanExporter"]
+
+Kind = Literal["spans", "logs"]
+FRAME = struct.Struct("<I")  # each message and answer: its length, then its marshal bytes
+CHILD_MODULE = "otel_flash.telemetry.export_child"
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_MAX_MESSAGE = 1 << 30
+
+
+class ExportProcess:
+    """The export process shared by a worker's span and log record exporters.
+
+    ``spans`` and ``logs`` are the targets it exports to (None: that signal is not
+    sent through it); ``redact`` is applied there to everything, as in the worker.
+    """
+
+    def __init__(self, spans: SignalExport | None, logs: SignalExport | None, redact: Redactor) -> None:
+        self._setup = pickle.dumps((spans, logs, redact))
+        self._lock = threading.Lock()
+        self._child: subprocess.Popen[bytes] | None = None
+        self._owners = Owners()
+        self._gone = False  # the process failed: the worker exports in its own threads
+        self._users = 0
+        self._timeout_s = max(target.timeout_s for target in (spans, logs) if target is not None)
+        weak_reset = weakref.WeakMethod(self._forget_child)
+        os.register_at_fork(after_in_child=lambda: _call_alive(weak_reset))
+
+    @property
+    def pid(self) -> int | None:
+        """The export process's pid while it runs."""
+        child = self._child
+        return child.pid if child is not None and child.poll() is None else None
+
+    def user(self) -> ExportProcess:
+        """Count one more exporter sending through the process (each shuts down once)."""
+        with self._lock:
+            self._users += 1
+        return self
+
+    def export(self, kind: Kind, items: Sequence[Any]) -> bool | None:
+        """Export ``items`` through the process: whether it succeeded, or None if the worker must.
+
+        None means nothing was sent: the process is gone, or a value in ``items`` is
+        one ``marshal`` cannot carry.
+        """
+        with self._lock:
+            if self._gone:
+                return None
+            child = self._child or self._start()
+            if child is None:
+                return None
+            flatten = flat_span if kind == "spans" else flat_record
+            owners = self._owners
+            flat = [flatten(item, owners) for item in items]
+            restart, new = owners.take_new()
+            try:
+                message = marshal.dumps((kind, restart, new, flat))
+            except ValueError:
+                owners.forget()  # the owners just numbered were never described to the process
+                return None
+            answer = self._ask(child, message)
+            if answer is None:
+                self._fail("exited while exporting")
+                return False
+            return bool(answer)
+
+    def _start(self) -> subprocess.Popen[bytes] | None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (_PACKAGE_ROOT, env.get("PYTHONPATH"))))
+        try:
+            child = subprocess.Popen(
+                [sys.executable, "-m", CHILD_MODULE],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+                close_fds=True,
+            )
+        except OSError as exc:
+            self._fail(f"could not start ({exc})")
+            return None
+        self._child = child
+        self._owners = Owners()  # a new process knows no owner yet
+        ready = self._ask(child, self._setup)
+        if ready is not True:
+            self._fail("could not set up its exporters")
+            return None
+        return child
+
+    def _ask(self, child: subprocess.Popen[bytes], message: bytes) -> Any:
+        """Send one message and read its answer; None if the process is gone."""
+        stdin, stdout = child.stdin, child.stdout
+        if stdin is None or stdout is None:
+            return None
+        try:
+            stdin.write(FRAME.pack(len(message)) + message)
+            stdin.flush()
+            return marshal.loads(read_frame(stdout))
+        except (OSError, EOFError, ValueError, TypeError):
+            return None
+
+    def _fail(self, what: str) -> None:
+        """Stop using the process; the worker exports in its own threads from now on."""
+        self._gone = True
+        child, self._child = self._child, None
+        code = _stop(child, 0.0) if child is not None else None
+        exited = f" (exit code {code})" if code is not None else ""
+        internal_logger().warning(
+            "telemetry: the export process %s%s; exporting from the worker's own threads from now on",
+            what,
+            exited,
+        )
+
+    def shutdown(self) -> None:
+        """One exporter is done; the last one ends the process (it exports what it holds first)."""
+        with self._lock:
+            self._users -= 1
+            if self._users > 0 or self._child is None:
+                return
+            child, self._child = self._child, None
+        _stop(child, self._timeout_s + 5)
+
+    def _forget_child(self) -> None:
+        """In a forked child: the parent's process is not ours; ours starts with the first batch."""
+        self._lock = threading.Lock()
+        self._child = None
+        self._owners = Owners()
+
+
+def read_frame(stream: IO[bytes]) -> bytes:
+    """One message of the pipe, its bytes: ``EOFError`` when the pipe closed."""
+    head = stream.read(FRAME.size)
+    if len(head) < FRAME.size:
+        raise EOFError
+    (size,) = FRAME.unpack(head)
+    if size > _MAX_MESSAGE:
+        raise ValueError(size)
+    body = stream.read(size)
+    if len(body) < size:
+        raise EOFError
+    return body
+
+
+def _stop(child: subprocess.Popen[bytes], timeout_s: float) -> int | None:
+    """Close the process's input (it exits once its exporters shut down); kill it after ``timeout_s``."""
+    try:
+        if child.stdin is not None:
+            child.stdin.close()
+    except OSError:
+        pass
+    try:
+        code = child.wait(timeout_s) if timeout_s > 0 else child.poll()
+    except subprocess.TimeoutExpired:
+        code = None
+    if code is None:
+        child.kill()
+        code = child.wait()
+    if child.stdout is not None:
+        child.stdout.close()
+    return code
+
+
+class _ThroughProcess:
+    """An exporter sending through an :class:`ExportProcess`; the worker's own one when it cannot.
+
+    ``fallback`` makes the worker's own exporter, the first time a batch needs it.
+    """
+
+    kind: Kind
+    _results: tuple[Any, Any]  # the signal's export results: success, failure
+
+    def __init__(self, process: ExportProcess, fallback: Callable[[], Any]) -> None:
+        self._process = process.user()
+        self._make = fallback
+        self._fallback: Any = None
+        self._lock = threading.Lock()
+
+    def export(self, batch: Sequence[Any]) -> Any:
+        """Send the batch; the worker's exporter takes it when the process cannot."""
+        sent = self._process.export(self.kind, batch)
+        if sent is None:
+            with self._lock:
+                if self._fallback is None:
+                    self._fallback = self._make()
+                fallback = self._fallback
+            return fallback.export(batch)
+        return self._results[0] if sent else self._results[1]
+
+    def shutdown(self) -> None:
+        """End the process once every exporter using it is done; shut the fallback down."""
+        self._process.shutdown()
+        with self._lock:
+            fallback, self._fallback = self._fallback, None
+        if fallback is not None:
+            fallback.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing is held here: an export returns once the process has sent the batch."""
+        return True
+
+
+class ProcessSpanExporter(_ThroughProcess, SpanExporter):
+    """Exports spans through an :class:`ExportProcess`."""
+
+    kind = "spans"
+    _results = (SpanExportResult.SUCCESS, SpanExportResult.FAILURE)
+
+
+class ProcessLogRecordExporter(_ThroughProcess, LogRecordExporter):
+    """Exports log records through an :class:`ExportProcess`."""
+
+    kind = "logs"
+    _results = (LogRecordExportResult.SUCCESS, LogRecordExportResult.FAILURE)
+
+
+def _call_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    found = method()
+    if found is not None:
+        found()
