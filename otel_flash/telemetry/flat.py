@@ -60,7 +60,7 @@ class Owners:
         self._numbers: dict[int, int] = {}
         self._kept: list[object] = []  # holding each numbered object: its id stays its own
         self._new: list[tuple[Any, ...]] = []
-        self._last: tuple[object, object, int, int] = (None, None, -1, -1)
+        self._last: tuple[object, object, int, int] = (None, None, 0, 0)
         self.restart = False
 
     def pair(self, resource: Resource, scope: InstrumentationScope | None) -> tuple[int, int]:
@@ -73,13 +73,13 @@ class Owners:
         return numbers
 
     def number(self, owner: Resource | InstrumentationScope | None) -> int:
-        """The number of ``owner`` (-1 for no scope), described in the next message if new."""
+        """The number of ``owner`` (0 for no scope), described in the next message if new."""
         if owner is None:
-            return -1
+            return 0
         found = self._numbers.get(id(owner))
         if found is not None:
             return found
-        found = self._numbers[id(owner)] = len(self._kept)
+        found = self._numbers[id(owner)] = len(self._kept) + 1
         self._kept.append(owner)
         if isinstance(owner, Resource):
             self._new.append((found, 0, _attributes(owner.attributes), owner.schema_url))
@@ -99,7 +99,7 @@ class Owners:
 
     def forget(self) -> None:
         """Start over (both sides): after a message that was never sent, or past the limit."""
-        self._last = (None, None, -1, -1)
+        self._last = (None, None, 0, 0)
         self._numbers.clear()
         self._kept.clear()
         self._new.clear()
@@ -107,26 +107,26 @@ class Owners:
 
 
 class OwnerTable:
-    """The resources and scopes numbered by :class:`Owners`, rebuilt (the export process's side)."""
+    """The resources and scopes numbered by :class:`Owners`, rebuilt (the export process's side).
+
+    :attr:`owners` holds each at its number; at 0, None (no scope).
+    """
 
     def __init__(self) -> None:
-        self._owners: list[Any] = []
+        self.owners: list[Any] = [None]
 
     def learn(self, restart: bool, new: Sequence[tuple[Any, ...]]) -> None:
         """Take a message's descriptions of owners."""
         if restart:
-            self._owners.clear()
+            del self.owners[1:]
         for described in new:
             number, kind = described[0], described[1]
             if kind == 0:
                 owner: Any = Resource(described[2] or {}, described[3])
             else:
                 owner = InstrumentationScope(described[2], described[3], described[4], described[5])
-            del self._owners[number:]
-            self._owners.append(owner)
-
-    def __getitem__(self, number: int) -> Any:
-        return self._owners[number] if number >= 0 else None
+            del self.owners[number:]
+            self.owners.append(owner)
 
 
 def _attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -171,57 +171,75 @@ def _flat_link(link: Link) -> tuple[Any, ...]:
 
 
 class _RebuiltSpan(EncodableSpan):
-    """A span rebuilt in the export process: an SDK ``ReadableSpan`` carrying its :class:`SpanData`."""
+    """A span rebuilt in the export process: an SDK ``ReadableSpan`` carrying its :class:`SpanData`.
+
+    The encoder and the redactor's scan read only :attr:`data`; the ``ReadableSpan``
+    fields (read by the redactor when a span must change, or by another exporter) are
+    filled from it on first use.
+    """
 
     __slots__ = READABLE_SPAN_FIELDS
 
+    def __getattr__(self, name: str) -> Any:
+        index = _FIELD_INDEX.get(name)
+        if index is None:
+            raise AttributeError(name)
+        data = self.data
+        for field, at in _FIELD_INDEX.items():
+            setattr(self, field, data[at] if at >= 0 else None)
+        return data[index] if index >= 0 else None
+
+
+_FIELD_INDEX = {  # a ReadableSpan field, and where SpanData keeps it (-1: not at all)
+    "_context": 0,
+    "_parent": 1,
+    "_name": 2,
+    "_kind": 3,
+    "_start_time": 4,
+    "_end_time": 5,
+    "_attributes": 6,
+    "_events": 7,
+    "_status": 8,
+    "_resource": 9,
+    "_instrumentation_scope": 10,
+    "_links": 11,
+    "_instrumentation_info": -1,
+}
+
 
 def rebuilt_span(flat: Sequence[Any], owners: OwnerTable) -> ReadableSpan:
-    """The span :func:`flat_span` made ``flat`` of."""
+    """The span :func:`flat_span` made ``flat`` of.
+
+    Its ``SpanContext`` s are built as the tuples they are, without the API's checks
+    (the ids were valid when the worker sent them); a parent's flags and trace state are
+    not carried (OTLP has no field for them).
+    """
     (trace_id, span_id, flags, state, parent, name, kind, start, end, attributes, events, status) = flat[:12]
-    resource, scope = owners[flat[12][0]], owners[flat[12][1]]
-    links, dropped_attributes, dropped_events, dropped_links = flat[13:]
+    (resource, scope), links, dropped_attributes, dropped_events, dropped_links = flat[12:]
+    known = owners.owners
     trace_state = TraceState(list(state)) if state else DEFAULT_TRACE_STATE
-    context = SpanContext(trace_id, span_id, False, _FLAGS[flags], trace_state)
-    data = SpanData(
-        context,
-        SpanContext(parent[0], parent[1], parent[2]) if parent is not None else None,
-        name,
-        _KINDS[kind],
-        start,
-        end,
-        _bounded(attributes, dropped_attributes),
-        [_rebuilt_event(event) for event in events] if events else (),
-        UNSET if status is None else Status(_CODES[status[0]], status[1]),
-        resource,
-        scope,
-        [_rebuilt_link(link) for link in links] if links else (),
-        dropped_attributes,
-        dropped_events,
-        dropped_links,
-    )
     span = _RebuiltSpan.__new__(_RebuiltSpan)
-    span.data = data
-    for field, value in zip(_SPAN_FIELDS, data[:11], strict=True):
-        setattr(span, field, value)
-    span._links = tuple(data.links)
-    span._instrumentation_info = None
+    span.data = tuple.__new__(  # SpanData's own __new__ is a Python call
+        SpanData,
+        (
+            tuple.__new__(SpanContext, (trace_id, span_id, False, _FLAGS[flags], trace_state, True)),
+            tuple.__new__(SpanContext, (*parent, _FLAGS[0], DEFAULT_TRACE_STATE, True)) if parent else None,
+            name,
+            _KINDS[kind],
+            start,
+            end,
+            _bounded(attributes, dropped_attributes) if dropped_attributes else attributes,
+            [_rebuilt_event(event) for event in events] if events else (),
+            UNSET if status is None else Status(_CODES[status[0]], status[1]),
+            known[resource],
+            known[scope],
+            [_rebuilt_link(link) for link in links] if links else (),
+            dropped_attributes,
+            dropped_events,
+            dropped_links,
+        ),
+    )
     return span
-
-
-_SPAN_FIELDS = (
-    "_context",
-    "_parent",
-    "_name",
-    "_kind",
-    "_start_time",
-    "_end_time",
-    "_attributes",
-    "_events",
-    "_status",
-    "_resource",
-    "_instrumentation_scope",
-)
 
 
 def _bounded(attributes: dict[str, Any] | None, dropped: int) -> Mapping[str, Any] | None:
@@ -280,4 +298,5 @@ def rebuilt_record(flat: Sequence[Any], owners: OwnerTable) -> ReadableLogRecord
     log.attributes = _bounded(attributes, dropped)
     log.event_name = flat[10]
     log.exception = None
-    return ReadableLogRecord(log, owners[flat[11][0]], owners[flat[11][1]])
+    resource, scope = flat[11]
+    return ReadableLogRecord(log, owners.owners[resource], owners.owners[scope])
