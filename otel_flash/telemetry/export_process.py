@@ -12,7 +12,8 @@ with the same exporters the worker would have used, then answers whether the exp
 succeeded. The export thread waits for that answer with the GIL released, so batching,
 bounds, delivery counts, flush and shutdown are the export queue's as before.
 
-The export process starts with the first batch and ends when the exporters shut down
+The export process starts with the exporters (its setup is awaited by the first batch) and
+ends when they shut down
 (or when the worker dies: its input closes). A batch that ``marshal`` cannot carry (a
 value of a type of its own) is exported in the worker, as without the process; when the
 process cannot start or exits, the worker reports it once on ``flash.internal`` and
@@ -65,14 +66,10 @@ class ExportProcess:
         self._gone = False  # the process failed: the worker exports in its own threads
         self._users = 0
         self._timeout_s = max(target.timeout_s for target in (spans, logs) if target is not None)
+        self._ready = False
         weak_reset = weakref.WeakMethod(self._forget_child)
         os.register_at_fork(after_in_child=lambda: _call_alive(weak_reset))
-
-    @property
-    def pid(self) -> int | None:
-        """The export process's pid while it runs."""
-        child = self._child
-        return child.pid if child is not None and child.poll() is None else None
+        self._spawn()  # now: it imports while the worker starts, not while the first batch waits
 
     def user(self) -> ExportProcess:
         """Count one more exporter sending through the process (each shuts down once)."""
@@ -87,9 +84,7 @@ class ExportProcess:
         one ``marshal`` cannot carry.
         """
         with self._lock:
-            if self._gone:
-                return None
-            child = self._child or self._start()
+            child = self._ready_child()
             if child is None:
                 return None
             flatten = flat_span if kind == "spans" else flat_record
@@ -107,7 +102,25 @@ class ExportProcess:
                 return False
             return bool(answer)
 
-    def _start(self) -> subprocess.Popen[bytes] | None:
+    def _ready_child(self) -> subprocess.Popen[bytes] | None:
+        """The process, set up (started now if it is not yet); None when it is gone."""
+        if self._gone:
+            return None
+        child = self._child or self._spawn()
+        if child is not None and not self._ready:
+            stdout = child.stdout
+            try:
+                ready = stdout is not None and marshal.loads(read_frame(stdout)) is True
+            except (OSError, EOFError, ValueError, TypeError):
+                ready = False
+            if not ready:
+                self._fail("could not set up its exporters")
+                return None
+            self._ready = True
+        return child
+
+    def _spawn(self) -> subprocess.Popen[bytes] | None:
+        """Start the process and send its setup (its answer is read before the first batch)."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (_PACKAGE_ROOT, env.get("PYTHONPATH"))))
         try:
@@ -121,23 +134,19 @@ class ExportProcess:
         except OSError as exc:
             self._fail(f"could not start ({exc})")
             return None
-        self._child = child
+        self._child, self._ready = child, False
         self._owners = Owners()  # a new process knows no owner yet
-        ready = self._ask(child, self._setup)
-        if ready is not True:
-            self._fail("could not set up its exporters")
+        if not _send(child, self._setup):
+            self._fail("could not be set up")
             return None
         return child
 
     def _ask(self, child: subprocess.Popen[bytes], message: bytes) -> Any:
         """Send one message and read its answer; None if the process is gone."""
-        stdin, stdout = child.stdin, child.stdout
-        if stdin is None or stdout is None:
+        if not _send(child, message) or child.stdout is None:
             return None
         try:
-            stdin.write(FRAME.pack(len(message)) + message)
-            stdin.flush()
-            return marshal.loads(read_frame(stdout))
+            return marshal.loads(read_frame(child.stdout))
         except (OSError, EOFError, ValueError, TypeError):
             return None
 
@@ -165,8 +174,20 @@ class ExportProcess:
     def _forget_child(self) -> None:
         """In a forked child: the parent's process is not ours; ours starts with the first batch."""
         self._lock = threading.Lock()
-        self._child = None
+        self._child, self._ready = None, False
         self._owners = Owners()
+
+
+def _send(child: subprocess.Popen[bytes], message: bytes) -> bool:
+    """Write one message to the process; False if it is gone."""
+    if child.stdin is None:
+        return False
+    try:
+        child.stdin.write(FRAME.pack(len(message)) + message)
+        child.stdin.flush()
+    except (OSError, ValueError):  # ValueError: its input closed here
+        return False
+    return True
 
 
 def read_frame(stream: IO[bytes]) -> bytes:
