@@ -31,11 +31,12 @@ from opentelemetry.trace import (
 from opentelemetry.trace.span import NonRecordingSpan
 
 from otel_flash import FlashConfig, RemoteExecutor
-from otel_flash.export_settings import BatchSettings, ExportSettings
+from otel_flash.export_settings import BatchSettings, ExportSettings, Signal
 from otel_flash.telemetry.export_process import CHILD_MODULE
+from otel_flash.telemetry.exporters import build_pipeline
 from otel_flash.telemetry.flat import Owners, OwnerTable, flat_record, flat_span, rebuilt_record, rebuilt_span
 from otel_flash.telemetry.otlp_encoding import LogEncoder, SpanEncoder
-from tests.otlp_receivers import GrpcReceiver, Received
+from tests.otlp_receivers import GrpcReceiver, HttpReceiver, Received
 from tests.requests import function_request
 
 SECRET = "hunter2-secret-value"
@@ -239,3 +240,40 @@ def test_serve_defaults_to_the_export_process_and_the_variable_turns_it_off() ->
     off = ExportSettings.from_environ({**endpoint, "FLASH_EXPORT_PROCESS": "0"}, process=True)
     assert off.process is False
     assert dataclasses.replace(off, process=True).process is True
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork only")
+def test_a_forked_child_exports_through_a_process_of_its_own() -> None:
+    """After ``os.fork`` the child starts its own export process; the parent's keeps working and ends
+    when the parent shuts down."""
+    with HttpReceiver() as receiver:  # a gRPC server in this process would not survive the fork in the child
+        batch = BatchSettings(schedule_delay_ms=10)
+        export = ExportSettings.otlp(
+            receiver.endpoint, "http/protobuf", signals=("logs",), log_batch=batch, process=True
+        )
+        logs_only: tuple[Signal, ...] = ("logs",)
+        pipeline = build_pipeline(export, signals=logs_only)
+        assert pipeline.log_processor is not None
+        provider = LoggerProvider(Resource({"service.name": "forking"}), shutdown_on_exit=False)
+        provider.add_log_record_processor(pipeline.log_processor)
+        logger = provider.get_logger("test")
+        logger.emit(body="before the fork")
+        assert receiver.received.wait_for(lambda r: "before the fork" in _bodies(r))
+        pid = os.fork()
+        if pid == 0:  # the child: no pytest from here on, only an exit code
+            code = 1
+            try:
+                logger.emit(body="from the child")
+                code = 0 if provider.force_flush() else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        logger.emit(body="after the fork")
+        assert receiver.received.wait_for(lambda r: {"from the child", "after the fork"} <= _bodies(r))
+        provider.shutdown()
+        assert _export_children() == []
+
+
+def _bodies(received: Received) -> set[str]:
+    return {str(log.body) for log in received.logs()}

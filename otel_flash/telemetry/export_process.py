@@ -49,6 +49,7 @@ FRAME = struct.Struct("<I")  # each message and answer: its length, then its mar
 CHILD_MODULE = "otel_flash.telemetry.export_child"
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _MAX_MESSAGE = 1 << 30
+_EXIT_WAIT_S = 5.0  # how long the process may take to shut its exporters down before it is killed
 
 
 class ExportProcess:
@@ -64,8 +65,8 @@ class ExportProcess:
         self._child: subprocess.Popen[bytes] | None = None
         self._owners = Owners()
         self._gone = False  # the process failed: the worker exports in its own threads
+        self._closed = False  # every exporter shut down
         self._users = 0
-        self._timeout_s = max(target.timeout_s for target in (spans, logs) if target is not None)
         self._ready = False
         weak_reset = weakref.WeakMethod(self._forget_child)
         os.register_at_fork(after_in_child=lambda: _call_alive(weak_reset))
@@ -84,6 +85,8 @@ class ExportProcess:
         one ``marshal`` cannot carry.
         """
         with self._lock:
+            if self._closed:
+                return False  # as an exporter shut down answers
             child = self._ready_child()
             if child is None:
                 return None
@@ -166,16 +169,29 @@ class ExportProcess:
         """One exporter is done; the last one ends the process (it exports what it holds first)."""
         with self._lock:
             self._users -= 1
-            if self._users > 0 or self._child is None:
+            if self._users > 0:
                 return
+            self._closed = True
             child, self._child = self._child, None
-        _stop(child, self._timeout_s + 5)
+        if child is not None:
+            _stop(child, _EXIT_WAIT_S)  # every batch was answered: it holds nothing to flush
 
     def _forget_child(self) -> None:
-        """In a forked child: the parent's process is not ours; ours starts with the first batch."""
+        """In a forked child: the parent's process is not ours; ours starts with the first batch.
+
+        Our copies of its pipes point at ``/dev/null`` from now on: the parent's process
+        still sees its input close when the parent closes it, and nothing buffered here
+        can reach it.
+        """
         self._lock = threading.Lock()
-        self._child, self._ready = None, False
+        child, self._child, self._ready = self._child, None, False
         self._owners = Owners()
+        if child is not None:
+            null = os.open(os.devnull, os.O_RDWR)
+            for pipe in (child.stdin, child.stdout):
+                if pipe is not None:
+                    os.dup2(null, pipe.fileno())
+            os.close(null)
 
 
 def _send(child: subprocess.Popen[bytes], message: bytes) -> bool:
