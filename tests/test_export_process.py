@@ -32,7 +32,7 @@ from opentelemetry.trace.span import NonRecordingSpan
 
 from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.export_settings import BatchSettings, ExportSettings, Signal
-from otel_flash.telemetry.export_process import CHILD_MODULE
+from otel_flash.telemetry.export_process import CHILD_MODULE, ExportBatch
 from otel_flash.telemetry.exporters import build_pipeline
 from otel_flash.telemetry.flat import Owners, OwnerTable, flat_record, flat_span, rebuilt_record, rebuilt_span
 from otel_flash.telemetry.otlp_encoding import LogEncoder, SpanEncoder
@@ -64,9 +64,10 @@ def _round_trip(items: list[Any], flatten: Any, rebuild: Any) -> list[Any]:
     for start in range(0, len(items), 7):  # several messages: owners are described once, then numbered
         flat = [flatten(item, owners) for item in items[start : start + 7]]
         restart, new = owners.take_new()
-        _, restart, new, flat = marshal.loads(marshal.dumps(("x", restart, new, flat)))
-        table.learn(restart, new)
-        rebuilt += [rebuild(item, table) for item in flat]
+        sent = ExportBatch(kind="spans", restart=restart, owners=new, items=flat)
+        batch = marshal.loads(marshal.dumps(dict(sent)))
+        table.learn(batch["restart"], batch["owners"])
+        rebuilt += [rebuild(item, table) for item in batch["items"]]
     return rebuilt
 
 
@@ -119,9 +120,10 @@ def test_rebuilt_log_records_encode_to_the_bytes_of_the_originals() -> None:
             event_name="an.event" if number == 3 else None,
             timestamp=1_700_000_000_000_000_000 + number,
         )
-    limited = LoggerProvider(Resource({"service.name": "limited"}))
+    limited = LoggerProvider(
+        Resource({"service.name": "limited"}), log_record_limits=LogRecordLimits(max_attributes=1)
+    )
     limited.add_log_record_processor(SimpleLogRecordProcessor(exporter))
-    limited._log_record_limits = LogRecordLimits(max_attributes=1)  # no public setter (SDK 1.45)
     with pytest.warns(LogRecordDroppedAttributesWarning):
         limited.get_logger("limited").emit(body="few attributes", attributes={"a": 1, "b": 2, "c": 3})
     records = list(exporter.get_finished_logs())

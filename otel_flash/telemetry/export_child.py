@@ -20,7 +20,7 @@ from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_flash._internal import internal_logger
-from otel_flash.telemetry.export_process import FRAME, read_frame
+from otel_flash.telemetry.export_process import FRAME, ExportBatch, ExportSetup, read_frame
 from otel_flash.telemetry.exporters import build_log_exporter, build_span_exporter
 from otel_flash.telemetry.flat import OwnerTable, rebuilt_record, rebuilt_span
 from otel_flash.telemetry.redacting import RedactingLogRecordExporter, RedactingSpanExporter
@@ -33,7 +33,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the worker's to handle
     source, answers = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the answers' pipe
-    spans, logs, redact = pickle.loads(read_frame(source))  # the worker's own setup, never a caller's
+    setup: ExportSetup = pickle.loads(read_frame(source))  # the worker's own, never a caller's
+    spans, logs, redact = setup["spans"], setup["logs"], setup["redact"]
     exporters: dict[str, Any] = {}
     if spans is not None:
         exporters["spans"] = RedactingSpanExporter(build_span_exporter(spans, sys.stderr), redact)
@@ -47,9 +48,10 @@ def main() -> int:
                 message = read_frame(source)
             except EOFError:
                 return 0
-            kind, restart, new, flat = marshal.loads(message)
-            owners.learn(restart, new)
-            _answer(answers, _export(exporters[kind], kind, flat, owners))
+            batch: ExportBatch = marshal.loads(message)
+            owners.learn(batch["restart"], batch["owners"])
+            kind = batch["kind"]
+            _answer(answers, _export(exporters[kind], kind, batch["items"], owners))
     finally:
         for exporter in exporters.values():
             exporter.shutdown()

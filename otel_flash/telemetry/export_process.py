@@ -32,7 +32,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, TypedDict
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -42,9 +42,28 @@ from otel_flash.export_settings import SignalExport
 from otel_flash.redaction import Redactor
 from otel_flash.telemetry.flat import Owners, flat_record, flat_span
 
-__all__ = ["ExportProcess", "ProcessLogRecordExporter", "ProcessSpanExporter"]
+__all__ = ["ExportBatch", "ExportProcess", "ExportSetup", "ProcessLogRecordExporter", "ProcessSpanExporter"]
 
 Kind = Literal["spans", "logs"]
+
+
+class ExportSetup(TypedDict):
+    """The export process's first message: its targets and redactor (pickled; the worker's own)."""
+
+    spans: SignalExport | None
+    logs: SignalExport | None
+    redact: Redactor
+
+
+class ExportBatch(TypedDict):
+    """One batch for the export process (``marshal``: plain values only); answered True or False."""
+
+    kind: Kind
+    restart: bool  # forget every owner described so far (:class:`~otel_flash.telemetry.flat.Owners`)
+    owners: list[tuple[Any, ...]]  # the owners described since the batch before
+    items: list[tuple[Any, ...]]  # flat spans or log records
+
+
 FRAME = struct.Struct("<I")  # each message and answer: its length, then its marshal bytes
 CHILD_MODULE = "otel_flash.telemetry.export_child"
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -60,7 +79,7 @@ class ExportProcess:
     """
 
     def __init__(self, spans: SignalExport | None, logs: SignalExport | None, redact: Redactor) -> None:
-        self._setup = pickle.dumps((spans, logs, redact))
+        self._setup = pickle.dumps(ExportSetup(spans=spans, logs=logs, redact=redact))
         self._lock = threading.Lock()
         self._child: subprocess.Popen[bytes] | None = None
         self._owners = Owners()
@@ -95,7 +114,8 @@ class ExportProcess:
             flat = [flatten(item, owners) for item in items]
             restart, new = owners.take_new()
             try:
-                message = marshal.dumps((kind, restart, new, flat))
+                batch = ExportBatch(kind=kind, restart=restart, owners=new, items=flat)
+                message = marshal.dumps(dict(batch))
             except ValueError:
                 owners.forget()  # the owners just numbered were never described to the process
                 return None
