@@ -34,7 +34,15 @@ from otel_flash import FlashConfig, RemoteExecutor
 from otel_flash.export_settings import BatchSettings, ExportSettings, Signal
 from otel_flash.telemetry.export_process import CHILD_MODULE, ExportBatch
 from otel_flash.telemetry.exporters import build_pipeline
-from otel_flash.telemetry.flat import Owners, OwnerTable, flat_record, flat_span, rebuilt_record, rebuilt_span
+from otel_flash.telemetry.flat import (
+    OWNERS_LIMIT,
+    Owners,
+    OwnerTable,
+    flat_record,
+    flat_span,
+    rebuilt_record,
+    rebuilt_span,
+)
 from otel_flash.telemetry.otlp_encoding import LogEncoder, SpanEncoder
 from tests.otlp_receivers import GrpcReceiver, HttpReceiver, Received
 from tests.requests import function_request
@@ -131,15 +139,38 @@ def test_rebuilt_log_records_encode_to_the_bytes_of_the_originals() -> None:
     assert LogEncoder().encode(rebuilt) == LogEncoder().encode(records)
 
 
-def test_owners_past_the_limit_start_over_on_both_sides() -> None:
-    """More distinct scopes than the table keeps: numbering starts over and every span keeps its own."""
+def test_a_new_process_is_told_every_owner_again() -> None:
+    """Items queued for a process that ended are rebuilt by its successor: every owner is described again."""
+    spans = _varied_spans()
+    owners = Owners()
+    flat = [flat_span(span, owners) for span in spans]
+    OwnerTable().learn(*owners.take_new())  # the first process
+    assert owners.take_new() == (False, [])  # nothing new to tell it
+    owners.describe_again()
+    restart, new = owners.take_new()
+    successor = OwnerTable()
+    successor.learn(restart, new)
+    assert restart
+    assert SpanEncoder().encode([rebuilt_span(item, successor) for item in flat]) == SpanEncoder().encode(
+        spans
+    )
+
+
+def test_owners_past_the_limit_are_exported_by_the_worker() -> None:
+    """Past ``OWNERS_LIMIT`` resources and scopes a new one is not numbered: marshal refuses its items'
+    batch, and the worker rebuilds them from its own table, to the same bytes."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource({"service.name": "many"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    for number in range(1100):
+    for number in range(OWNERS_LIMIT + 100):
         provider.get_tracer(f"scope-{number}").start_span("one").end()
     spans = list(exporter.get_finished_spans())
-    rebuilt = _round_trip(spans, flat_span, rebuilt_span)
+    owners = Owners()
+    flat = [flat_span(span, owners) for span in spans]
+    assert len(owners.owners) == OWNERS_LIMIT + 1  # no scope, the resource, then scopes up to the limit
+    with pytest.raises(ValueError, match="unmarshallable"):
+        marshal.dumps(flat)
+    rebuilt = [rebuilt_span(item, owners) for item in flat]
     assert SpanEncoder().encode(rebuilt) == SpanEncoder().encode(spans)
 
 

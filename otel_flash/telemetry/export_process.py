@@ -4,21 +4,23 @@ Encoding a request's spans and log record and sending them costs the worker ~25 
 CPU per request, and the export threads hold the GIL while they do it: under load every
 execution waits for them. With :attr:`ExportSettings.process
 <otel_flash.export_settings.ExportSettings.process>` (``FLASH_EXPORT_PROCESS``; on by
-default in ``otel-flash serve``), the export queues' OTLP exporters are
-:class:`ProcessSpanExporter` and :class:`ProcessLogRecordExporter`: a batch becomes plain
-tuples (:mod:`otel_flash.telemetry.flat`), ``marshal`` writes it to a pipe, and an export
-process (``python -m otel_flash.telemetry.export_child``) redacts, encodes and sends it
-with the same exporters the worker would have used, then answers whether the export
-succeeded. The export thread waits for that answer with the GIL released, so batching,
-bounds, delivery counts, flush and shutdown are the export queue's as before.
+default in ``otel-flash serve`` and the RunPod handler), the export queues' OTLP
+exporters are :class:`ProcessSpanExporter` and :class:`ProcessLogRecordExporter`:
 
-The export process starts with the exporters (its setup is awaited by the first batch) and
-ends when they shut down
-(or when the worker dies: its input closes). A batch that ``marshal`` cannot carry (a
-value of a type of its own) is exported in the worker, as without the process; when the
-process cannot start or exits, the worker reports it once on ``flash.internal`` and
-exports in its own threads from then on (a batch lost with the process counts as a
-failed export).
+* the queues keep items flat (:meth:`ProcessSpanExporter.prepare`, plain tuples made as
+  an item is queued, :mod:`otel_flash.telemetry.flat`);
+* a batch is written to a pipe by ``marshal``, and an export process
+  (``python -m otel_flash.telemetry.export_child``) redacts, encodes and sends it with
+  the exporters the worker would have used, then answers whether the export succeeded;
+* the export thread waits for that answer with the GIL released, so batching, bounds,
+  delivery counts, flush and shutdown are the export queue's as before.
+
+The export process starts with the exporters (the first batch waits for its setup) and
+ends when they shut down, or when the worker dies (its input closes). A batch that
+``marshal`` cannot carry (a value of a type of its own) is rebuilt and exported by the
+worker, as without the process. When the process cannot start or exits, the worker
+reports it once on ``flash.internal`` and exports from its own threads from then on (a
+batch lost with the process counts as a failed export).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from otel_flash._internal import internal_logger
 from otel_flash.export_settings import SignalExport
 from otel_flash.redaction import Redactor
-from otel_flash.telemetry.flat import Owners, flat_record, flat_span
+from otel_flash.telemetry.flat import Owners, flat_record, flat_span, rebuilt_record, rebuilt_span
 
 __all__ = ["ExportBatch", "ExportProcess", "ExportSetup", "ProcessLogRecordExporter", "ProcessSpanExporter"]
 
@@ -97,10 +99,24 @@ class ExportProcess:
             self._users += 1
         return self
 
-    def export(self, kind: Kind, items: Sequence[Any]) -> bool | None:
-        """Export ``items`` through the process: whether it succeeded, or None if the worker must.
+    def flat(self, kind: Kind, items: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """``items`` (spans or log records) as the queue keeps them: flat (any thread, never waits)."""
+        owners = self._owners
+        if kind == "spans":
+            return [flat_span(item, owners) for item in items]
+        return [flat_record(item, owners) for item in items]
 
-        None means nothing was sent: the process is gone, or a value in ``items`` is
+    def rebuilt(self, kind: Kind, flat: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The SDK spans or log records of ``flat`` items, for the worker's own exporter."""
+        owners = self._owners
+        if kind == "spans":
+            return [rebuilt_span(item, owners) for item in flat]
+        return [rebuilt_record(item, owners) for item in flat]
+
+    def export(self, kind: Kind, flat: Sequence[tuple[Any, ...]]) -> bool | None:
+        """Export ``flat`` items through the process: whether it succeeded, or None if the worker must.
+
+        None means nothing was sent: the process is gone, or a value among the items is
         one ``marshal`` cannot carry.
         """
         with self._lock:
@@ -109,15 +125,12 @@ class ExportProcess:
             child = self._ready_child()
             if child is None:
                 return None
-            flatten = flat_span if kind == "spans" else flat_record
-            owners = self._owners
-            flat = [flatten(item, owners) for item in items]
-            restart, new = owners.take_new()
+            restart, new = self._owners.take_new()
             try:
-                batch = ExportBatch(kind=kind, restart=restart, owners=new, items=flat)
+                batch = ExportBatch(kind=kind, restart=restart, owners=new, items=list(flat))
                 message = marshal.dumps(dict(batch))
             except ValueError:
-                owners.forget()  # the owners just numbered were never described to the process
+                self._owners.describe_again()  # what take_new described was never sent
                 return None
             answer = self._ask(child, message)
             if answer is None:
@@ -158,7 +171,7 @@ class ExportProcess:
             self._fail(f"could not start ({exc})")
             return None
         self._child, self._ready = child, False
-        self._owners = Owners()  # a new process knows no owner yet
+        self._owners.describe_again()  # a new process knows no owner yet
         if not _send(child, self._setup):
             self._fail("could not be set up")
             return None
@@ -205,7 +218,7 @@ class ExportProcess:
         """
         self._lock = threading.Lock()
         child, self._child, self._ready = self._child, None, False
-        self._owners = Owners()
+        self._owners.after_fork()
         if child is not None:
             null = os.open(os.devnull, os.O_RDWR)
             for pipe in (child.stdin, child.stdout):
@@ -274,15 +287,19 @@ class _ThroughProcess:
         self._fallback: Any = None
         self._lock = threading.Lock()
 
+    def prepare(self, items: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """What the export queue keeps of ``items``: flat, in the form :meth:`export` takes."""
+        return self._process.flat(self.kind, items)
+
     def export(self, batch: Sequence[Any]) -> Any:
-        """Send the batch; the worker's exporter takes it when the process cannot."""
+        """Send a batch of flat items; the worker's exporter takes it when the process cannot."""
         sent = self._process.export(self.kind, batch)
         if sent is None:
             with self._lock:
                 if self._fallback is None:
                     self._fallback = self._make()
                 fallback = self._fallback
-            return fallback.export(batch)
+            return fallback.export(self._process.rebuilt(self.kind, batch))
         return self._results[0] if sent else self._results[1]
 
     def shutdown(self) -> None:

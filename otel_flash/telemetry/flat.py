@@ -1,12 +1,14 @@
 """Spans and log records as plain values that ``marshal`` carries to the export process, and back.
 
 The export process (:mod:`otel_flash.telemetry.export_process`) encodes and sends what
-the worker's export queues hand it. Between the two, an item is a tuple of ints,
-strings, tuples and dicts: :func:`flat_span` and :func:`flat_record` make one in a
-few hundred nanoseconds, ``marshal`` writes a batch of them in C, and
-:func:`rebuilt_span` / :func:`rebuilt_record` give the export process the SDK objects
-its redactor and encoder read. What a collector receives from a rebuilt item is byte
-for byte what it receives from the original (``tests/test_export_process.py`` pins it).
+the worker's export queues hold. With it, a queued item is a tuple of ints, strings,
+tuples and dicts, made as the item is queued: :func:`flat_span` and :func:`flat_record`
+make one in a few hundred nanoseconds, while the span or record is still in the
+caches, and the queue then holds nothing the garbage collector walks. ``marshal``
+writes a batch of them in C, and :func:`rebuilt_span` / :func:`rebuilt_record` give the
+export process (or the worker, when it exports a batch itself) the SDK objects the
+redactor and encoder read. What a collector receives from a rebuilt item is byte for
+byte what it receives from the original (``tests/test_export_process.py`` pins it).
 
 Resources and scopes are sent once each: :class:`Owners` numbers them on the worker's
 side and :class:`OwnerTable` keeps them on the other.
@@ -14,13 +16,15 @@ side and :class:`OwnerTable` keeps them on the other.
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
-from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -38,9 +42,19 @@ from opentelemetry.trace.span import TraceState
 from otel_flash.telemetry.sdk import READABLE_SPAN_FIELDS
 from otel_flash.telemetry.span_data import UNSET, EncodableSpan, SpanData, plain_attributes, span_data
 
-__all__ = ["OwnerTable", "Owners", "flat_record", "flat_span", "rebuilt_record", "rebuilt_span"]
+__all__ = [
+    "OWNERS_LIMIT",
+    "OwnerLookup",
+    "OwnerTable",
+    "Owners",
+    "flat_record",
+    "flat_span",
+    "rebuilt_record",
+    "rebuilt_span",
+]
 
-_OWNERS_LIMIT = 1024  # distinct resources and scopes numbered before both sides start over
+OWNERS_LIMIT = 1024
+"""Resources and scopes numbered at most; items of others are exported by the worker itself."""
 _KINDS = list(SpanKind)
 _CODES = list(StatusCode)
 _SEVERITIES = {number.value: number for number in SeverityNumber}
@@ -49,61 +63,71 @@ _NO_CONTEXT = Context()  # a rebuilt record's: the context it was emitted in sta
 
 
 class Owners:
-    """Numbers the resources and scopes of items sent to the export process (the worker's side).
+    """Numbers the resources and scopes of items bound for the export process (the worker's side).
 
-    Each one is described once, in the message that first carries an item of it
-    (:meth:`take_new`); later items carry its number. Not thread-safe: one message is
-    made at a time.
+    Items are made flat as they are queued, in any thread: :meth:`pair` numbers an
+    item's owners (taking a lock only for one it has not seen). Each owner is described
+    to the process once, in the first message after it was numbered (:meth:`take_new`);
+    :attr:`owners` holds each at its number, so the worker can rebuild items too. Past
+    :data:`OWNERS_LIMIT` owners, a new one is not numbered: items carry the object
+    itself, which ``marshal`` refuses, so their batch is exported by the worker.
     """
 
     def __init__(self) -> None:
         self._numbers: dict[int, int] = {}
-        self._kept: list[object] = []  # holding each numbered object: its id stays its own
-        self._new: list[tuple[Any, ...]] = []
-        self._last: tuple[object, object, int, int] = (None, None, 0, 0)
-        self.restart = False
+        self.owners: list[Any] = [None]  # at 0: no scope; each owner kept alive, its id stays its own
+        self._described = 1  # owners[1:_described] were described to the current process
+        self._restart = False
+        self._last: tuple[object, object, Any, Any] = (None, None, 0, 0)
+        self._lock = threading.Lock()
 
-    def pair(self, resource: Resource, scope: InstrumentationScope | None) -> tuple[int, int]:
+    def pair(self, resource: Resource, scope: InstrumentationScope | None) -> tuple[Any, Any]:
         """The numbers of an item's resource and scope (those of the item before, at once)."""
-        last = self._last
+        last = self._last  # one tuple, read and replaced whole: safe across threads
         if resource is last[0] and scope is last[1]:
             return last[2], last[3]
-        numbers = self.number(resource), self.number(scope)
-        self._last = (resource, scope, *numbers)
-        return numbers
+        numbers = self._numbers
+        found = numbers.get(id(resource)), numbers.get(id(scope)) if scope is not None else 0
+        if found[0] is None or found[1] is None:
+            with self._lock:
+                found = self._number(resource), self._number(scope)
+        self._last = (resource, scope, *found)
+        return found
 
-    def number(self, owner: Resource | InstrumentationScope | None) -> int:
-        """The number of ``owner`` (0 for no scope), described in the next message if new."""
+    def _number(self, owner: Resource | InstrumentationScope | None) -> Any:
         if owner is None:
             return 0
         found = self._numbers.get(id(owner))
         if found is not None:
             return found
-        found = self._numbers[id(owner)] = len(self._kept) + 1
-        self._kept.append(owner)
-        if isinstance(owner, Resource):
-            self._new.append((found, 0, _attributes(owner.attributes), owner.schema_url))
-        else:
-            self._new.append(
-                (found, 1, owner.name, owner.version, owner.schema_url, _attributes(owner.attributes))
-            )
-        return found
+        if len(self.owners) > OWNERS_LIMIT:
+            return owner
+        self._numbers[id(owner)] = number = len(self.owners)
+        self.owners.append(owner)
+        return number
 
     def take_new(self) -> tuple[bool, list[tuple[Any, ...]]]:
-        """Whether the other side must start over, and the owners described since the last call."""
-        restart, new = self.restart, self._new
-        self.restart, self._new = False, []
-        if len(self._kept) >= _OWNERS_LIMIT:
-            self.forget()  # the next message starts over (never one under way: its items use the numbers)
+        """Whether the process must forget what it was told, and the owners to describe to it now."""
+        with self._lock:
+            upto = len(self.owners)
+            new = [_described(number, self.owners[number]) for number in range(self._described, upto)]
+            restart, self._described, self._restart = self._restart, upto, False
         return restart, new
 
-    def forget(self) -> None:
-        """Start over (both sides): after a message that was never sent, or past the limit."""
-        self._last = (None, None, 0, 0)
-        self._numbers.clear()
-        self._kept.clear()
-        self._new.clear()
-        self.restart = True
+    def describe_again(self) -> None:
+        """A new process knows no owner: describe every one again, from the next message on."""
+        with self._lock:
+            self._described, self._restart = 1, True
+
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (the parent's may have been held by another thread)."""
+        self._lock = threading.Lock()
+
+
+def _described(number: int, owner: Resource | InstrumentationScope) -> tuple[Any, ...]:
+    if isinstance(owner, Resource):
+        return (number, 0, _attributes(owner.attributes), owner.schema_url)
+    return (number, 1, owner.name, owner.version, owner.schema_url, _attributes(owner.attributes))
 
 
 class OwnerTable:
@@ -127,6 +151,12 @@ class OwnerTable:
                 owner = InstrumentationScope(described[2], described[3], described[4], described[5])
             del self.owners[number:]
             self.owners.append(owner)
+
+
+class OwnerLookup(Protocol):
+    """Owners by number: :class:`Owners` (the worker's) or :class:`OwnerTable` (the process's)."""
+
+    owners: list[Any]
 
 
 def _attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -207,7 +237,7 @@ _FIELD_INDEX = {  # a ReadableSpan field, and where SpanData keeps it (-1: not a
 }
 
 
-def rebuilt_span(flat: Sequence[Any], owners: OwnerTable) -> ReadableSpan:
+def rebuilt_span(flat: Sequence[Any], owners: OwnerLookup) -> ReadableSpan:
     """The span :func:`flat_span` made ``flat`` of.
 
     Its ``SpanContext`` s are built as the tuples they are, without the API's checks
@@ -231,8 +261,8 @@ def rebuilt_span(flat: Sequence[Any], owners: OwnerTable) -> ReadableSpan:
             _bounded(attributes, dropped_attributes) if dropped_attributes else attributes,
             [_rebuilt_event(event) for event in events] if events else (),
             UNSET if status is None else Status(_CODES[status[0]], status[1]),
-            known[resource],
-            known[scope],
+            known[resource] if type(resource) is int else resource,
+            known[scope] if type(scope) is int else scope,
             [_rebuilt_link(link) for link in links] if links else (),
             dropped_attributes,
             dropped_events,
@@ -262,7 +292,7 @@ def _rebuilt_link(flat: Sequence[Any]) -> Link:
     return Link(SpanContext(trace_id, span_id, remote), _bounded(attributes, dropped))
 
 
-def flat_record(record: ReadableLogRecord, owners: Owners) -> tuple[Any, ...]:
+def flat_record(record: ReadableLogRecord | ReadWriteLogRecord, owners: Owners) -> tuple[Any, ...]:
     """``record`` as plain values (its owners numbered by ``owners``)."""
     log = record.log_record
     attributes = log.attributes
@@ -280,11 +310,17 @@ def flat_record(record: ReadableLogRecord, owners: Owners) -> tuple[Any, ...]:
         (attributes if type(attributes) is dict else plain_attributes(attributes)) if attributes else None,
         dropped,
         log.event_name,
-        owners.pair(record.resource, record.instrumentation_scope),
+        owners.pair(record.resource or _default_resource(), record.instrumentation_scope),
     )
 
 
-def rebuilt_record(flat: Sequence[Any], owners: OwnerTable) -> ReadableLogRecord:
+@functools.cache
+def _default_resource() -> Resource:
+    """What a record without a resource is exported with (as the SDK's batch processor does)."""
+    return Resource.create({})
+
+
+def rebuilt_record(flat: Sequence[Any], owners: OwnerLookup) -> ReadableLogRecord:
     """The log record :func:`flat_record` made ``flat`` of."""
     timestamp, observed, trace_id, span_id, flags, severity, text, body, attributes, dropped = flat[:10]
     log = LogRecord.__new__(LogRecord)  # its __init__ would read the current context
@@ -299,4 +335,9 @@ def rebuilt_record(flat: Sequence[Any], owners: OwnerTable) -> ReadableLogRecord
     log.event_name = flat[10]
     log.exception = None
     resource, scope = flat[11]
-    return ReadableLogRecord(log, owners.owners[resource], owners.owners[scope])
+    known = owners.owners
+    return ReadableLogRecord(
+        log,
+        known[resource] if type(resource) is int else resource,
+        known[scope] if type(scope) is int else scope,
+    )
