@@ -10,6 +10,7 @@ it after its exporters shut down. Reports go to stderr, the worker's own.
 
 from __future__ import annotations
 
+import logging
 import marshal
 import pickle
 import signal
@@ -33,6 +34,9 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the worker's to handle
     source, answers = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the answers' pipe
+    reports = logging.StreamHandler(sys.stderr)  # the exporters' own warnings, marked as ours
+    reports.setFormatter(logging.Formatter("otel_flash export process %(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[reports])
     setup: ExportSetup = pickle.loads(read_frame(source))  # the worker's own, never a caller's
     spans, logs, redact = setup["spans"], setup["logs"], setup["redact"]
     exporters: dict[str, Any] = {}

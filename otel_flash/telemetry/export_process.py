@@ -88,6 +88,7 @@ class ExportProcess:
         self._gone = False  # the process failed: the worker exports in its own threads
         self._closed = False  # every exporter shut down
         self._users = 0
+        self._users_lock = threading.Lock()
         self._ready = False
         weak_reset = weakref.WeakMethod(self._forget_child)
         os.register_at_fork(after_in_child=lambda: _call_alive(weak_reset))
@@ -95,7 +96,7 @@ class ExportProcess:
 
     def user(self) -> ExportProcess:
         """Count one more exporter sending through the process (each shuts down once)."""
-        with self._lock:
+        with self._users_lock:
             self._users += 1
         return self
 
@@ -134,7 +135,8 @@ class ExportProcess:
                 return None
             answer = self._ask(child, message)
             if answer is None:
-                self._fail("exited while exporting")
+                if not self._closed:  # else shutdown stopped a process stuck on this batch
+                    self._fail("exited while exporting")
                 return False
             return bool(answer)
 
@@ -199,15 +201,25 @@ class ExportProcess:
         )
 
     def shutdown(self) -> None:
-        """One exporter is done; the last one ends the process (it exports what it holds first)."""
-        with self._lock:
+        """One exporter is done; the last one ends the process.
+
+        Every batch sent was answered, so the process holds nothing to flush: it gets
+        :data:`_EXIT_WAIT_S` to shut its exporters down. A process still stuck on a batch
+        after that long (a black-holed collector) is killed, and the batch counts as failed.
+        """
+        with self._users_lock:
             self._users -= 1
             if self._users > 0:
                 return
-            self._closed = True
+        self._closed = True
+        idle = self._lock.acquire(timeout=_EXIT_WAIT_S)
+        try:
             child, self._child = self._child, None
+        finally:
+            if idle:
+                self._lock.release()
         if child is not None:
-            _stop(child, _EXIT_WAIT_S)  # every batch was answered: it holds nothing to flush
+            _stop(child, _EXIT_WAIT_S if idle else 0.0)
 
     def _forget_child(self) -> None:
         """In a forked child: the parent's process is not ours; ours starts with the first batch.
@@ -216,7 +228,7 @@ class ExportProcess:
         still sees its input close when the parent closes it, and nothing buffered here
         can reach it.
         """
-        self._lock = threading.Lock()
+        self._lock, self._users_lock = threading.Lock(), threading.Lock()
         child, self._child, self._ready = self._child, None, False
         self._owners.after_fork()
         if child is not None:
