@@ -55,7 +55,11 @@ def main() -> int:
             batch: ExportBatch = marshal.loads(message)
             owners.learn(batch["restart"], batch["owners"])
             kind = batch["kind"]
-            _answer(answers, _export(exporters[kind], kind, batch["items"], owners))
+            exported = _export(exporters[kind], kind, batch["items"], owners)
+            try:
+                _answer(answers, exported)
+            except OSError:  # the worker is gone: nobody to answer
+                return 0
     finally:
         for exporter in exporters.values():
             exporter.shutdown()
