@@ -78,20 +78,21 @@ class Owners:
         self.owners: list[Any] = [None]  # at 0: no scope; each owner kept alive, its id stays its own
         self._described = 1  # owners[1:_described] were described to the current process
         self._restart = False
-        self._last: tuple[object, object, Any, Any] = (None, None, 0, 0)
+        self._pairs: dict[int, tuple[object, tuple[Any, Any]]] = {}  # by scope: its resource, both numbers
         self._lock = threading.Lock()
 
     def pair(self, resource: Resource, scope: InstrumentationScope | None) -> tuple[Any, Any]:
-        """The numbers of an item's resource and scope (those of the item before, at once)."""
-        last = self._last  # one tuple, read and replaced whole: safe across threads
-        if resource is last[0] and scope is last[1]:
-            return last[2], last[3]
+        """The numbers of an item's resource and scope (one lookup once the pair is known)."""
+        known = self._pairs.get(id(scope))
+        if known is not None and known[0] is resource:
+            return known[1]
         numbers = self._numbers
         found = numbers.get(id(resource)), numbers.get(id(scope)) if scope is not None else 0
         if found[0] is None or found[1] is None:
             with self._lock:
                 found = self._number(resource), self._number(scope)
-        self._last = (resource, scope, *found)
+        if type(found[1]) is int:  # a numbered scope stays alive in owners: its id stays its own
+            self._pairs[id(scope)] = (resource, found)
         return found
 
     def _number(self, owner: Resource | InstrumentationScope | None) -> Any:
