@@ -177,9 +177,13 @@ def test_owners_past_the_limit_are_exported_by_the_worker() -> None:
 # -- end to end -----------------------------------------------------------------------------------
 
 
-def _export_children() -> list[int]:
-    """The pids of export processes this process started."""
-    found = []
+def _export_children() -> set[int]:
+    """The pids of export processes this process started and that still run.
+
+    Tests compare it with its value before they start: an earlier test's executor shut
+    down against a dead collector may still be ending its own.
+    """
+    found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -189,7 +193,7 @@ def _export_children() -> list[int]:
         except OSError:
             continue
         if int(stat[1]) == os.getpid() and CHILD_MODULE.encode() in command and stat[0] != "Z":
-            found.append(int(entry.name))
+            found.add(int(entry.name))
     return found
 
 
@@ -214,17 +218,17 @@ def _arrived(received: Received, n: int) -> bool:
 def test_spans_and_records_go_through_a_process_of_their_own_redacted() -> None:
     """With ``process=True`` an export process sends the execution's spans and records, secrets hidden,
     and ends when the executor shuts down."""
+    before = _export_children()
     with GrpcReceiver() as receiver:
         executor = _executor(receiver.endpoint)
         try:
             response = executor.execute_sync(function_request(WORK, "work", 21))
             assert response.success, response.error
             assert receiver.received.wait_for(lambda r: _arrived(r, 21))
-            children = _export_children()
-            assert len(children) == 1
+            assert len(_export_children() - before) == 1
         finally:
             executor.shutdown()
-        assert _export_children() == []
+        assert not _export_children() - before
     call = next(span for span in receiver.received.spans() if span.name == "flash.function.call")
     log = next(log for log in receiver.received.logs() if "working on 21" in str(log.body))
     assert call.attributes["user.token"] == "***"
@@ -247,10 +251,11 @@ def test_a_killed_export_process_is_reported_and_the_worker_exports_itself(
 ) -> None:
     """Killing the export process loses at most the batch it held; it is reported once, later batches
     are sent by the worker, and executions never notice."""
+    before = _export_children()
     with GrpcReceiver() as receiver, _executor(receiver.endpoint) as executor:
         assert executor.execute_sync(function_request(WORK, "work", 1)).success
         assert receiver.received.wait_for(lambda r: _arrived(r, 1))
-        (child,) = _export_children()
+        (child,) = _export_children() - before
         os.kill(child, signal.SIGKILL)
         deadline = time.monotonic() + 20
         while not any("export process" in message for message in internal_reports):
@@ -279,6 +284,7 @@ def test_serve_defaults_to_the_export_process_and_the_variable_turns_it_off() ->
 def test_a_forked_child_exports_through_a_process_of_its_own() -> None:
     """After ``os.fork`` the child starts its own export process; the parent's keeps working and ends
     when the parent shuts down."""
+    before = _export_children()
     with HttpReceiver() as receiver:  # a gRPC server in this process would not survive the fork in the child
         batch = BatchSettings(schedule_delay_ms=10)
         export = ExportSettings.otlp(
@@ -305,7 +311,7 @@ def test_a_forked_child_exports_through_a_process_of_its_own() -> None:
         logger.emit(body="after the fork")
         assert receiver.received.wait_for(lambda r: {"from the child", "after the fork"} <= _bodies(r))
         provider.shutdown()
-        assert _export_children() == []
+        assert not _export_children() - before
 
 
 def _bodies(received: Received) -> set[str]:
