@@ -12,7 +12,8 @@ checked; every :data:`CHECK_EVERY`-th body (the first included) is parsed and mu
 Throughput is counted in a fixed window after a warm-up: answers completed in the window
 divided by its length. The client's own CPU time over the window is printed beside it (so a
 reader sees whether the client is the bottleneck), and the server's, read from
-``/proc/SERVER_PID/stat`` (Linux; None elsewhere), export threads included.
+``/proc/SERVER_PID/stat`` (Linux; None elsewhere), export threads included, and apart from it
+that of the server's child processes (its export process).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Window:
     p99_ms: float
     client_cpu_s: float
     server_cpu_s: float | None
+    children_cpu_s: float | None = None  # the server's child processes: its export process
 
     @property
     def rate(self) -> float:
@@ -193,6 +195,24 @@ def server_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds so far of the running child processes of ``pid`` (its export process);
+    None off Linux."""
+    if not os.path.isdir("/proc"):
+        return None
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 async def measure(port: int, server_pid: int, clients: int, seconds: float) -> Window:
     """One window of ``clients`` connections posting for ``seconds`` after a warm-up."""
     loop = asyncio.get_running_loop()
@@ -202,9 +222,10 @@ async def measure(port: int, server_pid: int, clients: int, seconds: float) -> W
     for _ in range(clients):
         await loop.create_connection(lambda: _Client(request, run), "127.0.0.1", port)
     await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
-    cpu, server = time.process_time(), server_cpu_s(server_pid)
+    cpu, server, children = time.process_time(), server_cpu_s(server_pid), children_cpu_s(server_pid)
     await asyncio.sleep(max(0.0, run.stop_at - time.perf_counter()))
     cpu, server_end = time.process_time() - cpu, server_cpu_s(server_pid)
+    children_end = children_cpu_s(server_pid)
     await run.done
     latencies = sorted(run.latencies)
     return Window(
@@ -216,6 +237,7 @@ async def measure(port: int, server_pid: int, clients: int, seconds: float) -> W
         p99_ms=latencies[int(len(latencies) * 0.99)] * 1000,
         client_cpu_s=cpu,
         server_cpu_s=None if server is None or server_end is None else server_end - server,
+        children_cpu_s=None if children is None or children_end is None else children_end - children,
     )
 
 

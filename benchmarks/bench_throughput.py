@@ -3,9 +3,12 @@
 Each server runs in a process of its own and the clients in another (``benchmarks._load``:
 keep-alive connections on raw asyncio, each posting the trivial request again as soon as its
 answer arrives), for a fixed window after a warm-up. Export on sends spans, logs and metrics
-over OTLP/gRPC to a receiver in a fourth process. Rounds are interleaved; the figures are
+over OTLP/gRPC to a receiver in a fourth process: spans and logs through ``serve``'s export
+process (its default), and in a row of their own from the server's own threads
+(``FLASH_EXPORT_PROCESS=0``). Rounds are interleaved; the figures are
 medians over rounds. Beside the rates: each server's CPU per answer (export threads
-included) and the client's own CPU, as a share of one core, to show whether it bounds them.
+included; its export process's apart) and the client's own CPU, as a share of one core, to
+show whether it bounds them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ ROWS = {
     "reference": "worker-flash handler (re-created)",
     "flash": "otel-flash serve, export off",
     "flash+export": "otel-flash serve, export on",
+    "flash+threads": "  same, no export process",
 }
 
 
@@ -49,6 +53,7 @@ def _server(kind: str, endpoint: str | None) -> Iterator[_Served]:
     else:
         argv = [sys.executable, "-m", "otel_flash", "serve", "--port", str(port)]
         env["LOG_LEVEL"] = "WARNING"
+        env["FLASH_EXPORT_PROCESS"] = "0" if kind == "flash+threads" else "1"
     if endpoint is not None:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -97,7 +102,7 @@ def _rates(rows: dict[str, list[dict[int, Window]]]) -> None:
         cells = []
         for n in CLIENTS:
             rate, p99 = _median(found, n, "rate"), _median(found, n, "p99_ms")
-            ratio = f"{rate / base[n]:.2f}x" + (f"/{rate / off[n]:.2f}x" if key == "flash+export" else "")
+            ratio = f"{rate / base[n]:.2f}x" + (f"/{rate / off[n]:.2f}x" if key.startswith("flash+") else "")
             cells.append(f"{rate:6.0f}/s {ratio:>11} p99 {p99:5.1f}ms")
         print(f"{ROWS[key]:<34}" + "".join(f"{cell:>26}" for cell in cells))
     print("ratios: to the re-created handler (export on: also to export off); p99 of the window's latencies")
@@ -109,11 +114,16 @@ def _cpu(rows: dict[str, list[dict[int, Window]]]) -> None:
         cells = []
         for n in CLIENTS:
             per_answer = _cpu_per_answer(found, n)
-            server = f"{per_answer:5.0f} us" if per_answer is not None else "   n/a"
+            server = f"{per_answer:3.0f}" if per_answer is not None else "n/a"
+            children = _cpu_per_answer(found, n, "children_cpu_s")
+            server += f"+{children:.0f} us" if children else " us"
             client = statistics.median(r[n].client_cpu_s / r[n].seconds for r in found)
             cells.append(f"{server}, client {client:4.0%}")
         print(f"{ROWS[key]:<34}" + "".join(f"{cell:>26}" for cell in cells))
-    print("server CPU per answer: all its threads; client: the load generator's CPU as a share of one core")
+    print(
+        "server CPU per answer: all its threads (+ its export process, when it has one); "
+        "client: the load generator's CPU as a share of one core"
+    )
     added = []
     for n in CLIENTS:
         off, on = (_cpu_per_answer(rows[key], n) for key in ("flash", "flash+export"))
@@ -123,9 +133,11 @@ def _cpu(rows: dict[str, list[dict[int, Window]]]) -> None:
         print("export on adds per answer: " + ", ".join(added))
 
 
-def _cpu_per_answer(found: list[dict[int, Window]], clients: int) -> float | None:
-    """The median over rounds of the server's CPU per answer, all its threads (None off Linux)."""
-    per_answer = [w.server_cpu_s / w.requests * 1e6 for w in (r[clients] for r in found) if w.server_cpu_s]
+def _cpu_per_answer(found: list[dict[int, Window]], clients: int, what: str = "server_cpu_s") -> float | None:
+    """The median over rounds of the server's CPU per answer (``what``: all its threads, or its child
+    processes); None off Linux."""
+    windows = [r[clients] for r in found]
+    per_answer = [getattr(w, what) / w.requests * 1e6 for w in windows if getattr(w, what) is not None]
     return statistics.median(per_answer) if per_answer else None
 
 
@@ -137,12 +149,14 @@ def main() -> None:
             rows["reference"].append(_measure("reference", None))
             rows["flash"].append(_measure("flash", None))
             rows["flash+export"].append(_measure("flash", receiver.endpoint))
+            rows["flash+threads"].append(_measure("flash+threads", receiver.endpoint))
         time.sleep(0.5)  # the last batches, flushed at the server's shutdown, are decoded
         spans, records, _ = receiver.counts()
     print(f"{SECONDS:.0f} s per client count, {ROUNDS} rounds interleaved; medians over rounds")
     _rates(rows)
     _cpu(rows)
-    requests = sum(window.answered for found in rows["flash+export"] for window in found.values())
+    exported = (rows["flash+export"], rows["flash+threads"])
+    requests = sum(window.answered for rows_ in exported for found in rows_ for window in found.values())
     print(
         f"export on, default settings, {requests} requests: {records / requests:.2%} of the user's log "
         f"records arrived; {spans / requests:.2f} spans per request (4 per execution, plus what the "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -19,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_flash.config import FlashConfig
 from otel_flash.exceptions import ConfigError, RequestError
 from otel_flash.executor import RemoteExecutor
+from otel_flash.export_settings import ExportSettings
 from otel_flash.http import is_loopback_host
 from otel_flash.protocol import FunctionRequest, FunctionResponse, parse_request
 from otel_flash.runtime import decode_value, json_bytes, valid_unicode
@@ -220,7 +222,9 @@ def _serve(host: str, port: int, overrides: dict[str, Any]) -> int:
             file=sys.stderr,
         )
         return 2
-    config = FlashConfig.from_env(**overrides)
+    # The worker owns its process: OTLP encoding and sending get one of their own (off its GIL).
+    export = ExportSettings.from_environ(os.environ, process=True)
+    config = FlashConfig.from_env(**overrides, export=export)
     refusal = refuse_unauthenticated(host, config)
     if refusal is not None:
         print(f"otel-flash: {refusal}", file=sys.stderr)

@@ -119,6 +119,10 @@ class ExportSettings:
         metric_timeout_ms: time limit of one metric export (``OTEL_METRIC_EXPORT_TIMEOUT``).
         shutdown_timeout_s: the longest that flushing and shutting down telemetry may
             take, however unresponsive the collector (``FLASH_TELEMETRY_SHUTDOWN_TIMEOUT_S``).
+        process: OTLP spans and log records are encoded and sent by a process of their
+            own, off the worker's GIL (``FLASH_EXPORT_PROCESS``; see
+            :mod:`otel_flash.telemetry.export_process`). Off by default in a library
+            user's process; ``otel-flash serve`` turns it on unless the variable says otherwise.
     """
 
     sdk_disabled: bool = False
@@ -130,6 +134,7 @@ class ExportSettings:
     metric_interval_ms: float = 60000.0
     metric_timeout_ms: float = 30000.0
     shutdown_timeout_s: float = 5.0
+    process: bool = False
 
     def __post_init__(self) -> None:
         for name in ("metric_interval_ms", "metric_timeout_ms", "shutdown_timeout_s"):
@@ -171,8 +176,10 @@ class ExportSettings:
         return cls(**per_signal, **settings)  # type: ignore[arg-type]  # checked by the dataclass
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> ExportSettings:
+    def from_environ(cls, environ: Mapping[str, str], *, process: bool = False) -> ExportSettings:
         """Parse the standard ``OTEL_*`` variables found in ``environ``.
+
+        ``process`` is the default of :attr:`process` when ``FLASH_EXPORT_PROCESS`` is unset.
 
         Raises:
             ConfigError: a variable has an invalid value; the message names it.
@@ -195,6 +202,7 @@ class ExportSettings:
             shutdown_timeout_s=parse_variable(
                 env, "FLASH_TELEMETRY_SHUTDOWN_TIMEOUT_S", float, base.shutdown_timeout_s
             ),
+            process=parse_variable(env, "FLASH_EXPORT_PROCESS", parse_bool, default=process),
         )
 
 

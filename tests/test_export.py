@@ -241,10 +241,12 @@ def _troubled(trouble: Trouble, protocol: OtlpProtocol) -> tuple[str, object]:
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 @pytest.mark.parametrize("trouble", ["refused", "black-hole", "slow"])
+@pytest.mark.parametrize("process", [False, True], ids=["threads", "export-process"])
 def test_unreachable_collector_leaves_execution_alone_and_shutdown_bounded(
-    trouble: Trouble, protocol: OtlpProtocol, internal_reports: list[str]
+    trouble: Trouble, protocol: OtlpProtocol, process: bool, internal_reports: list[str]
 ) -> None:
-    """Refused, black-holed or slow: same response, shutdown within its bound, loss reported on stderr."""
+    """Refused, black-holed or slow, sent from the worker's threads or its export process: same
+    response, shutdown within its bound, loss reported on stderr."""
     endpoint, receiver = _troubled(trouble, protocol)
     export = ExportSettings.otlp(
         endpoint,
@@ -253,6 +255,7 @@ def test_unreachable_collector_leaves_execution_alone_and_shutdown_bounded(
         span_batch=BatchSettings(schedule_delay_ms=10),
         log_batch=BatchSettings(schedule_delay_ms=10),
         shutdown_timeout_s=1.0,
+        process=process,
     )
     try:
         executor = RemoteExecutor(_config(export))

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
@@ -47,6 +48,7 @@ from otel_flash.capture import resolve_auto
 from otel_flash.config import FlashConfig
 from otel_flash.exceptions import WorkerSaturated
 from otel_flash.executor import RemoteExecutor
+from otel_flash.export_settings import ExportSettings
 from otel_flash.protocol import FunctionResponse
 from otel_flash.semconv import JOB_ID
 from otel_flash.streaming import ExecutionStreams, event_dict
@@ -61,11 +63,13 @@ def process_executor() -> RemoteExecutor:
     Its start-up is the ``flash.worker.init`` span; ``FLASH_ECHO_LINES=auto`` means on.
 
     The worker owns its process, so spans user code starts with the plain OTel API
-    (``trace.get_tracer``) join the executions' traces. The providers are flushed and
+    (``trace.get_tracer``) join the executions' traces, and OTLP spans and log records are
+    encoded and sent by an export process unless ``FLASH_EXPORT_PROCESS=0``. The providers are flushed and
     shut down when the process exits.
     """
     started = time.time_ns()
-    config = resolve_auto(FlashConfig.from_env(), under_runpod=True)
+    export = ExportSettings.from_environ(os.environ, process=True)  # OTLP encoding off the worker's GIL
+    config = resolve_auto(FlashConfig.from_env(export=export), under_runpod=True)
     telemetry = configure_telemetry(config)
     atexit.register(telemetry.shutdown)
     with worker_init(telemetry.tracer_provider, started):

@@ -226,7 +226,8 @@ class BoundedSpanProcessor(SpanProcessor):
 
     def __init__(self, exporter: SpanExporter, batch: BatchSettings, ledger: DeliveryLedger) -> None:
         self.ledger = ledger
-        self._queue = ExportQueue[ReadableSpan](CountingSpanExporter(exporter, ledger), batch, ledger)
+        self._queue = ExportQueue[Any](CountingSpanExporter(exporter, ledger), batch, ledger)
+        self._prepare: Callable[[Sequence[Any]], list[Any]] | None = getattr(exporter, "prepare", None)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Nothing to do when a span starts."""
@@ -235,11 +236,14 @@ class BoundedSpanProcessor(SpanProcessor):
         """Queue a sampled span unless the queue is full."""
         if span.context is None or not span.context.trace_flags.sampled:
             return  # the SDK's batch processor ignores these too; counting them would leak
-        self._queue.put(span)
+        self.on_end_many((span,))
 
     def on_end_many(self, spans: Sequence[ReadableSpan]) -> None:
-        """Queue several sampled spans at once (an execution's, see :mod:`otel_flash.telemetry.spans`)."""
-        self._queue.put_many(spans)
+        """Queue several sampled spans at once (an execution's, see :mod:`otel_flash.telemetry.spans`),
+        in the form the exporter takes (:class:`~otel_flash.telemetry.export_process.ProcessSpanExporter`'s
+        ``prepare``)."""
+        prepare = self._prepare
+        self._queue.put_many(spans if prepare is None else prepare(spans))
 
     def shutdown(self) -> None:
         """Export what is queued and stop (may wait on the exporter; bound it from outside)."""
@@ -256,11 +260,14 @@ class BoundedLogRecordProcessor(LogRecordProcessor):
     def __init__(self, exporter: LogRecordExporter, batch: BatchSettings, ledger: DeliveryLedger) -> None:
         self.ledger = ledger
         counted = CountingLogRecordExporter(exporter, ledger)
-        self._queue = ExportQueue[ReadableLogRecord](counted, batch, ledger)
+        self._queue = ExportQueue[Any](counted, batch, ledger)
+        self._prepare: Callable[[Sequence[Any]], list[Any]] | None = getattr(exporter, "prepare", None)
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        """Queue the record (a copy, unless its maker releases it once emitted) unless the queue is full."""
-        self._queue.put_many((_readable(log_record),))
+        """Queue the record unless the queue is full: flat when the exporter takes it so, else without its
+        context (as it is when its maker releases it once emitted, else a copy)."""
+        prepare = self._prepare
+        self._queue.put_many((_readable(log_record),) if prepare is None else prepare((log_record,)))
 
     def shutdown(self) -> None:
         """Export what is queued and stop (may wait on the exporter; bound it from outside)."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 from urllib.parse import urlparse
 
 from opentelemetry.sdk._logs import LogRecordProcessor
@@ -34,7 +34,10 @@ from otel_flash.telemetry.delivery import (
     DeliveryLedger,
 )
 from otel_flash.telemetry.durations import PhaseDurations, merging_phase_durations
+from otel_flash.telemetry.export_process import ExportProcess, ProcessLogRecordExporter, ProcessSpanExporter
 from otel_flash.telemetry.redacting import RedactingLogRecordExporter, RedactingSpanExporter
+
+_E = TypeVar("_E", SpanExporter, LogRecordExporter)
 
 if TYPE_CHECKING:
     import grpc
@@ -70,14 +73,27 @@ def build_pipeline(
     out = console if console is not None else (sys.__stdout__ or sys.stdout)
     spans = logs = None
     ledgers: list[DeliveryLedger] = []
+    process = _export_process(settings, redact, signals)
     if "traces" in signals and settings.enabled("traces"):
         ledger = DeliveryLedger("spans", _destination(settings.traces, "traces"))
-        redacted = RedactingSpanExporter(build_span_exporter(settings.traces, out), redact)
-        spans = BoundedSpanProcessor(redacted, settings.span_batch, ledger)
+        traces = settings.traces
+        exported = _through(
+            process,
+            traces,
+            ProcessSpanExporter,
+            lambda: RedactingSpanExporter(build_span_exporter(traces, out), redact),
+        )
+        spans = BoundedSpanProcessor(exported, settings.span_batch, ledger)
         ledgers.append(ledger)
     if "logs" in signals and settings.enabled("logs"):
         ledger = DeliveryLedger("log records", _destination(settings.logs, "logs"))
-        exporter = RedactingLogRecordExporter(build_log_exporter(settings.logs, out), redact)
+        target = settings.logs
+        exporter = _through(
+            process,
+            target,
+            ProcessLogRecordExporter,
+            lambda: RedactingLogRecordExporter(build_log_exporter(target, out), redact),
+        )
         logs = BoundedLogRecordProcessor(exporter, settings.log_batch, ledger)
         ledgers.append(ledger)
     reader = durations = None
@@ -92,6 +108,32 @@ def build_pipeline(
         )
         ledgers.append(ledger)
     return ExportPipeline(spans, logs, reader, tuple(ledgers), durations)
+
+
+def _export_process(
+    settings: ExportSettings, redact: Redactor, signals: Collection[Signal]
+) -> ExportProcess | None:
+    """The export process of the OTLP span and log record exporters, when ``settings.process`` asks."""
+    if not settings.process:
+        return None
+    traces, logs = (
+        settings.signal(signal)
+        if signal in signals and settings.enabled(signal) and settings.signal(signal).exporter == "otlp"
+        else None
+        for signal in ("traces", "logs")
+    )
+    return ExportProcess(traces, logs, redact) if traces is not None or logs is not None else None
+
+
+def _through(
+    process: ExportProcess | None, target: SignalExport, through: Any, local: Callable[[], _E]
+) -> _E:
+    """What an export queue hands its batches: ``through`` the export process, or the worker's own
+    exporter (``local`` makes it; the process's exporter makes it too, if it ever needs it)."""
+    if process is not None and target.exporter == "otlp":
+        exporter: _E = through(process, local)
+        return exporter
+    return local()
 
 
 def build_span_exporter(target: SignalExport, console: TextIO) -> SpanExporter:
