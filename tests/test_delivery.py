@@ -21,6 +21,7 @@ from opentelemetry.sdk._logs.export import (
     InMemoryLogRecordExporter,
     LogRecordExporter,
     LogRecordExportResult,
+    SimpleLogRecordProcessor,
 )
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -173,6 +174,18 @@ def test_an_executions_log_records_are_queued_with_their_ids_and_lines_but_no_co
         assert format(record.trace_id, "032x") == response.trace_id
         assert record.context == Context()
     assert dict(printed.attributes or {}) == {"log.iostream": "stdout"}
+    provider.shutdown()
+
+
+def test_a_record_no_queue_of_ours_keeps_keeps_the_context_it_was_emitted_in() -> None:
+    """Only a record our queue keeps as it is gets released: another processor's record keeps its context."""
+    exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]  # SDK lacks annotation
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    with RemoteExecutor(FlashConfig(), logger_provider=provider) as executor:
+        response = executor.execute_sync(function_request(WORK, "work", 4))
+    (record,) = [r for r in exporter.get_finished_logs() if r.log_record.body == "working on 4"]
+    assert response.success and record.log_record.context
     provider.shutdown()
 
 

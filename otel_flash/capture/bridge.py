@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from opentelemetry._logs import Logger, LogRecord
+from opentelemetry._logs import Logger
 from opentelemetry.context import get_current
 from opentelemetry.instrumentation.log_utils import std_to_otel
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
@@ -32,7 +32,7 @@ class FlashLoggingHandler(LoggingHandler):
     weak-set insert each time) and walks every attribute of every record; this one
     skips the walk when a record carries nothing beyond the standard attributes, and
     makes each record a :class:`~otel_flash.capture.records.HandedLogRecord` that it
-    releases once emitted (an export queue keeps it without a copy). Everything else,
+    releases once emitted if an export queue kept it without a copy. Everything else,
     the translation and the recursion guard included, is the stock behaviour.
     """
 
@@ -50,7 +50,7 @@ class FlashLoggingHandler(LoggingHandler):
             return {}, None
         return super()._get_attributes(record)
 
-    def _translate(self, record: logging.LogRecord) -> LogRecord:
+    def _translate(self, record: logging.LogRecord) -> HandedLogRecord:
         """The stock handler's translation, redacted, as a record given up once emitted (see :meth:`emit`)."""
         body = self.format(record) if self.formatter else record.getMessage()
         attributes, event_name = self._get_attributes(record)
@@ -88,7 +88,7 @@ class FlashLoggingHandler(LoggingHandler):
         if self._is_emitting.get():
             return  # a record logged while translating one: dropping it is what avoids the loop
         token = self._is_emitting.set(True)
-        translated = None
+        translated: HandedLogRecord | None = None
         try:
             logger = self._loggers.get(record.name)
             if logger is None:
@@ -96,7 +96,7 @@ class FlashLoggingHandler(LoggingHandler):
             translated = self._translate(record)
             logger.emit(translated)
         finally:
-            if isinstance(translated, HandedLogRecord):  # every processor has seen it
+            if translated is not None and translated.kept:  # every processor has seen it
                 translated.release()
             self._is_emitting.reset(token)
 

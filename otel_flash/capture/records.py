@@ -2,10 +2,11 @@
 
 The logging bridge and the stream capture make one OTel ``LogRecord`` per line and emit
 it. When ``Logger.emit`` returns every processor has seen the record, and none of ours
-reads its context again: :class:`HandedLogRecord` marks such a record, and its maker
-calls :meth:`HandedLogRecord.release` then. An export queue may keep the record itself
-instead of a copy (:class:`~otel_flash.telemetry.delivery.BoundedLogRecordProcessor`),
-since a released record holds nothing of the execution it was emitted in.
+reads its context again: :class:`HandedLogRecord` marks such a record. An export queue
+that keeps the record itself instead of a copy (the in-process
+:class:`~otel_flash.telemetry.delivery.BoundedLogRecordProcessor`) marks it
+:attr:`~HandedLogRecord.kept`, and the maker then calls :meth:`HandedLogRecord.release`,
+so that what waits in the queue holds nothing of the execution it was emitted in.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ NO_CONTEXT = Context()
 
 
 class HandedLogRecord(LogRecord):
-    """A record its maker gives up once emitted: :meth:`release` is called when ``Logger.emit`` returns."""
+    """A record its maker gives up once emitted: if kept, :meth:`release` runs as ``Logger.emit`` returns."""
+
+    kept = False
+    """Set by a processor that keeps the record itself past its ``on_emit``."""
 
     def release(self) -> None:
         """Drop the context the record was emitted in, and its bounded attribute map if nothing was dropped.

@@ -44,7 +44,8 @@ def emit_stream_line(logger: Logger, stream: str, line: str) -> None:
     try:
         logger.emit(record)
     finally:
-        record.release()
+        if record.kept:  # every processor has seen it
+            record.release()
         _emitting.reset(token)
 
 

@@ -291,6 +291,7 @@ def _readable(record: ReadWriteLogRecord) -> ReadableLogRecord:
     log = record.log_record
     resource = record.resource if record.resource is not None else Resource.create({})
     if type(log) is HandedLogRecord:
+        log.kept = True  # its maker releases it once every processor has seen it
         return ReadableLogRecord(log, resource, record.instrumentation_scope, record.limits)
     if hasattr(log, "__dict__"):
         copied = object.__new__(type(log))
