@@ -216,8 +216,8 @@ def _arrived(received: Received, n: int) -> bool:
 
 
 def test_spans_and_records_go_through_a_process_of_their_own_redacted() -> None:
-    """With ``process=True`` an export process sends the execution's spans and records, secrets hidden,
-    and ends when the executor shuts down."""
+    """With ``process=True`` an export process, at the lowest CPU priority, sends the execution's spans
+    and records, secrets hidden, and ends when the executor shuts down."""
     before = _export_children()
     with GrpcReceiver() as receiver:
         executor = _executor(receiver.endpoint)
@@ -225,7 +225,9 @@ def test_spans_and_records_go_through_a_process_of_their_own_redacted() -> None:
             response = executor.execute_sync(function_request(WORK, "work", 21))
             assert response.success, response.error
             assert receiver.received.wait_for(lambda r: _arrived(r, 21))
-            assert len(_export_children() - before) == 1
+            (child,) = _export_children() - before
+            niceness = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[16])
+            assert niceness == 19  # it takes only the CPU the worker leaves
         finally:
             executor.shutdown()
         assert not _export_children() - before
