@@ -45,6 +45,7 @@ class ReceivedSpan:
     status_code: int
     attributes: dict[str, Any]
     resource: dict[str, Any]
+    trace_state: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class Received:
                 span.status.code,
                 _attributes(span.attributes),
                 _attributes(resource_spans.resource.attributes),
+                span.trace_state,
             )
             for request in requests
             for resource_spans in request.resource_spans

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 import time
@@ -150,6 +151,25 @@ def test_spans_form_the_tree_under_the_callers_span(protocol: OtlpProtocol) -> N
     assert spans.keys() >= PHASES
     assert {spans[name].parent_span_id for name in PHASES} == {root.span_id}
     assert {span.trace_id for span in spans.values()} == {CALLER_TRACE}
+
+
+@pytest.mark.parametrize("process", [False, True], ids=["threads", "export-process"])
+def test_the_callers_tracestate_is_on_every_span_of_the_execution(process: bool) -> None:
+    """A W3C ``tracestate`` arriving with the caller's ``traceparent`` is exported on every span of the
+    trace, as the SDK's spans carry their parent's."""
+    with GrpcReceiver() as receiver:
+        export = ExportSettings.otlp(receiver.endpoint, span_batch=BatchSettings(schedule_delay_ms=50))
+        request = _request()
+        request["trace_context"] = {
+            "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01",
+            "tracestate": "vendor=v1,other=o2",
+        }
+        with RemoteExecutor(_config(dataclasses.replace(export, process=process))) as executor:
+            assert executor.execute_sync(request).success
+        assert receiver.received.wait_for(lambda r: "flash.execute" in r.span_names())
+    spans = receiver.received.spans()
+    assert {span.name for span in spans} >= PHASES | {"flash.execute"}
+    assert {span.trace_state for span in spans} == {"vendor=v1,other=o2"}
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])

@@ -26,7 +26,7 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExpor
 from opentelemetry.sdk.metrics.view import Aggregation
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
-from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanContext, TraceFlags
+from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.propagation import _SPAN_KEY
 
 __all__ = [
@@ -201,14 +201,16 @@ def enable(provider: _P) -> _P:
     return provider
 
 
-def sampled_span_context(trace_id: int, span_id: int) -> SpanContext:
-    """``SpanContext(trace_id, span_id, False, TraceFlags(SAMPLED))``, for ids known to be valid.
+def sampled_span_context(
+    trace_id: int, span_id: int, trace_state: TraceState = DEFAULT_TRACE_STATE
+) -> SpanContext:
+    """``SpanContext(trace_id, span_id, False, TraceFlags(SAMPLED), trace_state)``, for ids known to be valid.
 
     Built as the tuple the API's ``SpanContext`` is (its fields in order, then whether
     it is valid), without its constructor's Python-level checks: ``0 < trace_id < 2**128``
     and ``0 < span_id < 2**64`` are the caller's to guarantee.
     """
-    return tuple.__new__(SpanContext, (trace_id, span_id, False, _SAMPLED, DEFAULT_TRACE_STATE, True))
+    return tuple.__new__(SpanContext, (trace_id, span_id, False, _SAMPLED, trace_state, True))
 
 
 def context_access() -> tuple[

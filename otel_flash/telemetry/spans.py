@@ -27,7 +27,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, TracerProvider
 from opentelemetry.sdk.trace.sampling import DEFAULT_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.util import types
 
 from otel_flash.telemetry.delivery import BoundedSpanProcessor
@@ -99,8 +99,9 @@ class LightTracer(trace.Tracer):
         """
         current = self._current()
         parent = current.get(SPAN_KEY)
-        if type(parent) is LightSpan:  # a phase of an execution: its root's trace, sampled
-            own = sampled_span_context(parent._context[0], random.getrandbits(64) or 1)
+        if type(parent) is LightSpan:  # a phase of an execution: its root's trace and trace state, sampled
+            context = parent._context  # a SpanContext is a tuple: trace_id at 0, trace_state at 4
+            own = sampled_span_context(context[0], random.getrandbits(64) or 1, context[4])
             span: trace.Span = LightSpan(
                 self, name, own, parent._context, _INTERNAL, attributes, parent._root or parent
             )
@@ -120,9 +121,10 @@ class LightTracer(trace.Tracer):
     def _start(
         self, parent: trace.Span, name: str, kind: SpanKind, attributes: types.Attributes
     ) -> trace.Span:
+        state = DEFAULT_TRACE_STATE
         if type(parent) is LightSpan:  # an execution's phase: its root's trace, sampled
             parent_context: SpanContext | None = parent._context
-            trace_id = parent._context[0]  # its trace_id (a SpanContext is a tuple)
+            trace_id, state = parent._context[0], parent._context[4]  # a SpanContext is a tuple
             root = parent._root or parent
         else:
             parent_context = parent.get_span_context()
@@ -131,9 +133,9 @@ class LightTracer(trace.Tracer):
             elif not parent_context.trace_flags.sampled:
                 return trace.NonRecordingSpan(parent_context)  # the default sampler drops it, so do we
             else:
-                trace_id = parent_context.trace_id
+                trace_id, state = parent_context.trace_id, parent_context.trace_state  # as the SDK's spans
             root = None
-        own = sampled_span_context(trace_id, random.getrandbits(64) or 1)
+        own = sampled_span_context(trace_id, random.getrandbits(64) or 1, state)
         return LightSpan(self, name, own, parent_context, kind, attributes, root)
 
     def start_as_current_span(self, *args: Any, **kwargs: Any) -> Iterator[trace.Span]:  # type: ignore[override]  # unused
