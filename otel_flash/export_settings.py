@@ -122,7 +122,8 @@ class ExportSettings:
         process: OTLP spans and log records are encoded and sent by a process of their
             own, off the worker's GIL (``FLASH_EXPORT_PROCESS``; see
             :mod:`otel_flash.telemetry.export_process`). Off by default in a library
-            user's process; ``otel-flash serve`` turns it on unless the variable says otherwise.
+            user's process; ``otel-flash serve`` and the RunPod handler, which own their
+            process, turn it on unless the variable says otherwise.
     """
 
     sdk_disabled: bool = False
