@@ -12,7 +12,7 @@ from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.util.types import AnyValue
 
-from otel_flash.capture.records import HandedLogRecord
+from otel_flash.capture.records import HandedLogRecord, emit_handed
 from otel_flash.redaction import Redactor
 
 # What every ``logging.LogRecord`` carries (and what formatting adds): a record with nothing
@@ -88,16 +88,12 @@ class FlashLoggingHandler(LoggingHandler):
         if self._is_emitting.get():
             return  # a record logged while translating one: dropping it is what avoids the loop
         token = self._is_emitting.set(True)
-        translated: HandedLogRecord | None = None
         try:
             logger = self._loggers.get(record.name)
             if logger is None:
                 logger = self._loggers.setdefault(record.name, self._provider.get_logger(record.name))
-            translated = self._translate(record)
-            logger.emit(translated)
+            emit_handed(logger, self._translate(record))
         finally:
-            if translated is not None and translated.kept:  # every processor has seen it
-                translated.release()
             self._is_emitting.reset(token)
 
 

@@ -11,11 +11,11 @@ so that what waits in the queue holds nothing of the execution it was emitted in
 
 from __future__ import annotations
 
-from opentelemetry._logs import LogRecord
+from opentelemetry._logs import Logger, LogRecord
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 
-__all__ = ["NO_CONTEXT", "HandedLogRecord"]
+__all__ = ["NO_CONTEXT", "HandedLogRecord", "emit_handed"]
 
 NO_CONTEXT = Context()
 """What a queued log record holds instead of the context it was emitted in (one shared empty context)."""
@@ -39,3 +39,12 @@ class HandedLogRecord(LogRecord):
         attributes = self.attributes
         if type(attributes) is BoundedAttributes and not attributes.dropped:
             self.attributes = attributes.copy()
+
+
+def emit_handed(logger: Logger, record: HandedLogRecord) -> None:
+    """Emit ``record``, then release it if a processor kept it: every processor has seen it by then."""
+    try:
+        logger.emit(record)
+    finally:
+        if record.kept:
+            record.release()

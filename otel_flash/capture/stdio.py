@@ -18,7 +18,7 @@ from typing import Any, Literal, TextIO
 from opentelemetry._logs import Logger, SeverityNumber
 
 from otel_flash.capture.processor import ExecutionLog
-from otel_flash.capture.records import HandedLogRecord
+from otel_flash.capture.records import HandedLogRecord, emit_handed
 from otel_flash.capture.render import IOSTREAM_ATTRIBUTE
 
 StreamName = Literal["stdout", "stderr"]
@@ -33,19 +33,17 @@ _emitting: ContextVar[bool] = ContextVar("flash_stdio_emitting", default=False)
 def emit_stream_line(logger: Logger, stream: str, line: str) -> None:
     """Emit one captured output line as an OTel log record in the current context."""
     token = _emitting.set(True)
-    number, text = _SEVERITY[stream]
-    record = HandedLogRecord(
-        timestamp=time.time_ns(),
-        severity_number=number,
-        severity_text=text,
-        body=line,
-        attributes={IOSTREAM_ATTRIBUTE: stream},
-    )
     try:
-        logger.emit(record)
+        number, text = _SEVERITY[stream]
+        record = HandedLogRecord(
+            timestamp=time.time_ns(),
+            severity_number=number,
+            severity_text=text,
+            body=line,
+            attributes={IOSTREAM_ATTRIBUTE: stream},
+        )
+        emit_handed(logger, record)
     finally:
-        if record.kept:  # every processor has seen it
-            record.release()
         _emitting.reset(token)
 
 
