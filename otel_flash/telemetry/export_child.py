@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from otel_flash._internal import internal_logger
 from otel_flash.telemetry.export_process import FRAME, ExportBatch, ExportSetup, read_frame
 from otel_flash.telemetry.exporters import build_log_exporter, build_span_exporter
-from otel_flash.telemetry.flat import OwnerTable, rebuilt_record, rebuilt_span
+from otel_flash.telemetry.flat import OwnerTable, rebuilt
 from otel_flash.telemetry.redacting import RedactingLogRecordExporter, RedactingSpanExporter
 
 _SUCCESS = (SpanExportResult.SUCCESS, LogRecordExportResult.SUCCESS)
@@ -73,9 +73,8 @@ def main() -> int:
 
 
 def _export(exporter: Any, kind: str, flat: list[Any], owners: OwnerTable) -> bool:
-    rebuild = rebuilt_span if kind == "spans" else rebuilt_record
     try:
-        return exporter.export([rebuild(item, owners) for item in flat]) in _SUCCESS
+        return exporter.export(rebuilt(kind, flat, owners)) in _SUCCESS
     except Exception:  # an exporter's failure is this batch's, not the process's end
         internal_logger().exception("telemetry: exporting a batch of %d %s failed", len(flat), kind)
         return False

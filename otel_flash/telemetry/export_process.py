@@ -42,7 +42,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from otel_flash._internal import internal_logger
 from otel_flash.export_settings import SignalExport
 from otel_flash.redaction import Redactor
-from otel_flash.telemetry.flat import Owners, flat_record, flat_span, rebuilt_record, rebuilt_span
+from otel_flash.telemetry.flat import Owners, flattened, rebuilt
 
 __all__ = ["ExportBatch", "ExportProcess", "ExportSetup", "ProcessLogRecordExporter", "ProcessSpanExporter"]
 
@@ -102,17 +102,11 @@ class ExportProcess:
 
     def flat(self, kind: Kind, items: Sequence[Any]) -> list[tuple[Any, ...]]:
         """``items`` (spans or log records) as the queue keeps them: flat (any thread, never waits)."""
-        owners = self._owners
-        if kind == "spans":
-            return [flat_span(item, owners) for item in items]
-        return [flat_record(item, owners) for item in items]
+        return flattened(kind, items, self._owners)
 
     def rebuilt(self, kind: Kind, flat: Sequence[tuple[Any, ...]]) -> list[Any]:
         """The SDK spans or log records of ``flat`` items, for the worker's own exporter."""
-        owners = self._owners
-        if kind == "spans":
-            return [rebuilt_span(item, owners) for item in flat]
-        return [rebuilt_record(item, owners) for item in flat]
+        return rebuilt(kind, flat, self._owners)
 
     def export(self, kind: Kind, flat: Sequence[tuple[Any, ...]]) -> bool | None:
         """Export ``flat`` items through the process: whether it succeeded, or None if the worker must.

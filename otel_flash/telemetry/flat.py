@@ -23,7 +23,6 @@ from typing import Any, Protocol
 
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.context import Context
 from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -39,7 +38,8 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.span import TraceState
 
-from otel_flash.telemetry.sdk import READABLE_SPAN_FIELDS
+from otel_flash.capture.records import NO_CONTEXT
+from otel_flash.telemetry.sdk import READABLE_SPAN_FIELDS, known_span_context
 from otel_flash.telemetry.span_data import UNSET, EncodableSpan, SpanData, plain_attributes, span_data
 
 __all__ = [
@@ -49,6 +49,8 @@ __all__ = [
     "Owners",
     "flat_record",
     "flat_span",
+    "flattened",
+    "rebuilt",
     "rebuilt_record",
     "rebuilt_span",
 ]
@@ -59,7 +61,6 @@ _KINDS = list(SpanKind)
 _CODES = list(StatusCode)
 _SEVERITIES = {number.value: number for number in SeverityNumber}
 _FLAGS = {flags: TraceFlags(flags) for flags in range(256)}
-_NO_CONTEXT = Context()  # a rebuilt record's: the context it was emitted in stayed in the worker
 
 
 class Owners:
@@ -253,8 +254,10 @@ def rebuilt_span(flat: Sequence[Any], owners: OwnerLookup) -> ReadableSpan:
     span.data = tuple.__new__(  # SpanData's own __new__ is a Python call
         SpanData,
         (
-            tuple.__new__(SpanContext, (trace_id, span_id, False, _FLAGS[flags], trace_state, True)),
-            tuple.__new__(SpanContext, (*parent, _FLAGS[0], DEFAULT_TRACE_STATE, True)) if parent else None,
+            known_span_context(trace_id, span_id, False, _FLAGS[flags], trace_state),
+            known_span_context(parent[0], parent[1], parent[2], _FLAGS[0], DEFAULT_TRACE_STATE)
+            if parent
+            else None,
             name,
             _KINDS[kind],
             start,
@@ -326,7 +329,7 @@ def rebuilt_record(flat: Sequence[Any], owners: OwnerLookup) -> ReadableLogRecor
     timestamp, observed, trace_id, span_id, flags, severity, text, body, attributes, dropped = flat[:10]
     log = LogRecord.__new__(LogRecord)  # its __init__ would read the current context
     log.timestamp, log.observed_timestamp = timestamp, observed
-    log.context = _NO_CONTEXT
+    log.context = NO_CONTEXT  # the context it was emitted in stayed in the worker
     log.trace_id, log.span_id = trace_id, span_id
     log.trace_flags = _FLAGS[flags]
     log.severity_text = text
@@ -342,3 +345,17 @@ def rebuilt_record(flat: Sequence[Any], owners: OwnerLookup) -> ReadableLogRecor
         known[resource] if type(resource) is int else resource,
         known[scope] if type(scope) is int else scope,
     )
+
+
+def flattened(kind: str, items: Sequence[Any], owners: Owners) -> list[tuple[Any, ...]]:
+    """``items`` made flat: spans when ``kind`` is ``"spans"``, else log records."""
+    if kind == "spans":
+        return [flat_span(item, owners) for item in items]
+    return [flat_record(item, owners) for item in items]
+
+
+def rebuilt(kind: str, flat: Sequence[Sequence[Any]], owners: OwnerLookup) -> list[Any]:
+    """The SDK spans (``kind`` ``"spans"``) or log records that :func:`flattened` made ``flat`` of."""
+    if kind == "spans":
+        return [rebuilt_span(item, owners) for item in flat]
+    return [rebuilt_record(item, owners) for item in flat]

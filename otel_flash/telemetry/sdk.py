@@ -38,6 +38,7 @@ __all__ = [
     "context_access",
     "enable",
     "exemplar_filter",
+    "known_span_context",
     "log_record_processors",
     "metric_preferences",
     "new_logger_provider",
@@ -211,6 +212,14 @@ def sampled_span_context(
     and ``0 < span_id < 2**64`` are the caller's to guarantee.
     """
     return tuple.__new__(SpanContext, (trace_id, span_id, False, _SAMPLED, trace_state, True))
+
+
+def known_span_context(
+    trace_id: int, span_id: int, is_remote: bool, trace_flags: TraceFlags, trace_state: TraceState
+) -> SpanContext:
+    """A ``SpanContext`` of ids known to be valid (they were, where it was first made), built as
+    :func:`sampled_span_context` builds one: a span rebuilt in the export process."""
+    return tuple.__new__(SpanContext, (trace_id, span_id, is_remote, trace_flags, trace_state, True))
 
 
 def context_access() -> tuple[
