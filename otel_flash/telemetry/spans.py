@@ -99,16 +99,9 @@ class LightTracer(trace.Tracer):
         """
         current = self._current()
         parent = current.get(SPAN_KEY)
-        if type(parent) is LightSpan:  # a phase of an execution: its root's trace and trace state, sampled
-            context = parent._context  # a SpanContext is a tuple: trace_id at 0, trace_state at 4
-            own = sampled_span_context(context[0], random.getrandbits(64) or 1, context[4])
-            span: trace.Span = LightSpan(
-                self, name, own, parent._context, _INTERNAL, attributes, parent._root or parent
-            )
-        else:
-            span = self._start(
-                parent if isinstance(parent, trace.Span) else trace.INVALID_SPAN, name, _INTERNAL, attributes
-            )
+        if type(parent) is not LightSpan and not isinstance(parent, trace.Span):  # type first: cheaper
+            parent = trace.INVALID_SPAN
+        span = self._start(parent, name, _INTERNAL, attributes)
         return span, self._attach(Context({**current, SPAN_KEY: span}))
 
     def detach(self, token: Token[Context]) -> None:
